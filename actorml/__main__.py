@@ -1,0 +1,5 @@
+"""``python -m actorml``: the same as the ``actorml`` command."""
+
+from .cli import main
+
+raise SystemExit(main())

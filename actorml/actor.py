@@ -1,0 +1,221 @@
+"""Actors: attrs classes with async message handlers and a bounded mailbox.
+
+An actor handles one message at a time. A handler's return value is the reply to an
+``ask``; an exception in a handler is sent back to the asker and then crashes the
+actor, so its supervisor restarts it with a fresh incarnation (OTP's "let it
+crash"). An actor may also define ``run()``, a loop that runs beside its handlers;
+when ``run`` returns the actor stops normally.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+import structlog
+import trio
+
+from .codec import ASK, FAIL, REPLY, Envelope
+from .groups import sole
+from .messages import ActorRef, message
+
+if TYPE_CHECKING:
+    from .node import Node
+
+__all__ = ["Ack", "Actor", "ActorContext", "handler"]
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+@message("actorml.ack")
+class Ack:
+    """The reply to an ask whose handler returned None."""
+
+
+def handler(fn: F) -> F:
+    """Mark an ``async def name(self, msg: MessageType)`` method as the handler for
+    ``MessageType`` (taken from the annotation of its message parameter)."""
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(f"handler {fn.__qualname__} must be an async def")
+    fn._actorml_handler = True  # type: ignore[attr-defined]
+    return fn
+
+
+@functools.cache
+def _handlers(cls: type) -> dict[type, str]:
+    table: dict[type, str] = {}
+    for klass in reversed(cls.__mro__):
+        for name, fn in vars(klass).items():
+            if not getattr(fn, "_actorml_handler", False):
+                continue
+            hints = typing.get_type_hints(fn)
+            params = [p for p in inspect.signature(fn).parameters if p != "self"]
+            if len(params) != 1 or params[0] not in hints:
+                raise TypeError(
+                    f"handler {cls.__qualname__}.{name} must take one annotated message argument"
+                )
+            table[hints[params[0]]] = name
+    return table
+
+
+class Actor:
+    """Base class for actors. Subclass it with ``@attrs.define(eq=False)``.
+
+    Attributes:
+        ctx: set by the runtime before :meth:`started` runs: this actor's address,
+            logger and the means to talk to other actors.
+    """
+
+    ctx: ActorContext
+
+    async def started(self) -> None:
+        """Called once the actor is registered, before any message is handled."""
+
+    async def stopping(self) -> None:
+        """Called on a normal or graceful stop (not on a crash)."""
+
+    async def run(self) -> None:
+        """Optional main loop beside the handlers; the actor stops when it returns."""
+        await trio.sleep_forever()
+
+
+class ActorGone(Exception):
+    """The addressed actor does not exist or was restarted since the address was made."""
+
+
+class RemoteError(Exception):
+    """A handler raised while answering an ask.
+
+    Attributes:
+        error_type: the name of the exception class raised on the remote side.
+    """
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+
+
+class AskTimeout(TimeoutError):
+    """No reply to an ask within its deadline."""
+
+
+@attrs.define(eq=False)
+class ActorContext:
+    """What an actor uses to reach the world: its address, its log, its node."""
+
+    node: Node
+    ref: ActorRef
+    log: Any
+    _mailbox: trio.MemorySendChannel[Envelope] | None = None
+
+    def locate(self, target: ActorRef | str) -> ActorRef:
+        """An address for ``target``: a ref as it is, or an actor name in the cluster."""
+        return self.node.locate(target)
+
+    async def tell(self, target: ActorRef | str, msg: object) -> None:
+        """Send ``msg`` without waiting for an answer.
+
+        Waits while the receiver's mailbox (or the connection to its node) is full:
+        that is the backpressure. Cancellation abandons the send.
+        """
+        await self.node.tell(target, msg, sender=self.ref)
+
+    async def ask(self, target: ActorRef | str, msg: object, timeout: float | None = None) -> Any:
+        """Send ``msg`` and wait for the reply.
+
+        Raises:
+            AskTimeout: no reply within ``timeout`` seconds (the cluster's
+                ``ask_timeout_s`` when None); the time spent waiting on a full mailbox
+                counts.
+            RemoteError: the handler raised.
+            ActorGone: no such actor, or it was restarted since ``target`` was made.
+        """
+        return await self.node.ask(target, msg, timeout=timeout, sender=self.ref)
+
+    async def complete(self, **result: Any) -> None:
+        """Tell the launcher the job is done, with a summary it prints and saves."""
+        await self.node.complete(self.ref, result)
+
+    def stop(self) -> None:
+        """Stop this actor normally once the messages already queued are handled."""
+        if self._mailbox is not None:
+            self._mailbox.close()
+
+
+async def run_actor(
+    node: Node,
+    name: str,
+    factory: Callable[[], Actor],
+    mailbox_size: int,
+    *,
+    task_status: trio.TaskStatus[ActorRef] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one incarnation of an actor until it stops or crashes.
+
+    Registers a fresh incarnation on ``node``, calls ``started()``, reports its
+    address through ``task_status``, then handles messages one at a time beside
+    ``run()``. A graceful stop (``node.stop_actor`` or ``ctx.stop()``) closes the
+    mailbox: what is queued is handled, then the actor stops; cancellation stops at
+    once. A handler's exception
+    propagates (after the asker got it), which is how a supervisor sees a crash.
+    """
+    ref = node.next_ref(name)
+    send, receive = trio.open_memory_channel[Envelope](mailbox_size)
+    actor = factory()
+    log = structlog.get_logger().bind(actor=name, incarnation=ref.incarnation)
+    structlog.contextvars.bind_contextvars(actor=name, incarnation=ref.incarnation)
+    actor.ctx = ActorContext(node, ref, log, send)
+    node.register(ref, send)
+    try:
+        await actor.started()
+        task_status.started(ref)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_serve_mailbox, actor, receive, nursery.cancel_scope)
+                await actor.run()
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise sole(group) from None
+        await actor.stopping()
+    finally:
+        node.unregister(ref)
+        send.close()
+        # Fail what is still queued so askers need not wait for their deadline.
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+            while True:
+                try:
+                    env = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                await node.refuse(env, f"actor {ref} stopped")
+
+
+async def _serve_mailbox(
+    actor: Actor, receive: trio.MemoryReceiveChannel[Envelope], scope: trio.CancelScope
+) -> None:
+    table = _handlers(type(actor))
+    node = actor.ctx.node
+    async for env in receive:
+        body = env.body
+        name = table.get(type(body))
+        if name is None:
+            node.stats.unhandled += 1
+            actor.ctx.log.warning("message_unhandled", message=type(body).__name__)
+            if env.kind == ASK:
+                problem = f"{actor.ctx.ref} has no handler for {type(body).__name__}"
+                await node.reply(env, FAIL, ("Unhandled", problem))
+            continue
+        try:
+            result = await getattr(actor, name)(body)
+        except Exception as exc:
+            if env.kind == ASK:
+                with trio.CancelScope(shield=True):
+                    await node.reply(env, FAIL, (type(exc).__name__, str(exc)))
+            raise
+        if env.kind == ASK:
+            await node.reply(env, REPLY, Ack() if result is None else result)
+    scope.cancel()

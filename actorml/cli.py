@@ -1,0 +1,169 @@
+"""The ``actorml`` command: ``up``, ``check``, ``node``.
+
+Exit statuses: 0 success; 1 the job failed; 2 bad usage or a bad topology file
+(one line on stderr naming the key); 3 a node's root supervisor gave up; 130 on
+Ctrl-C, 143 on SIGTERM (after an orderly shutdown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import builtins as _builtins  # noqa: F401 - registers the built-in kinds
+from .registry import UnknownKind
+from .topology import Topology, TopologyError, check_topology
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="actorml", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="launch every node of a topology and run the job")
+    up.add_argument("topology", type=Path)
+    up.add_argument("--run-dir", type=Path, help="where this run's files go (default: new)")
+    up.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    check = sub.add_parser("check", help="validate a topology file")
+    check.add_argument("topology", type=Path)
+    node = sub.add_parser("node", help="run one node (started by `actorml up`)")
+    node.add_argument("name")
+    node.add_argument("--topology", type=Path, required=True)
+    node.add_argument("--launcher", required=True)
+    node.add_argument("--run-dir", type=Path, required=True)
+    node.add_argument("--socket-dir", type=Path, required=True)
+    node.add_argument("--incarnation", type=int, default=1)
+    return parser
+
+
+def load(path: Path) -> Topology:
+    """Load and fully check a topology file, or exit with status 2 and one line."""
+    try:
+        topology = Topology.from_toml(path)
+        problems = check_topology(topology)
+        if problems:
+            raise problems[0]
+    except (TopologyError, UnknownKind) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        print(f"error: cannot read topology file {path}: {exc.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return topology
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``actorml`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        topology = load(args.topology)
+        actors = sum(len(n.actors) for n in topology.nodes)
+        print(f"ok: {args.topology}: {len(topology.nodes)} nodes, {actors} actors")
+        return 0
+    if args.command == "node":
+        return _node(args)
+    return _up(args)
+
+
+def _node(args: argparse.Namespace) -> int:
+    from .nodeproc import run_node_process
+
+    topology = Topology.from_toml(args.topology)
+
+    async def serve() -> int:
+        status = 0
+        async with trio.open_nursery() as nursery:
+
+            async def body() -> None:
+                nonlocal status
+                status = await run_node_process(
+                    topology,
+                    args.name,
+                    launcher_address=args.launcher,
+                    run_dir=args.run_dir,
+                    socket_dir=args.socket_dir,
+                    incarnation=args.incarnation,
+                )
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(body)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    # The launcher is gone or wants us gone: stop at once, sockets close.
+                    nursery.cancel_scope.cancel()
+                    break
+        return status
+
+    return trio.run(serve)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from .launch import ClusterGaveUp, ClusterStartError, open_cluster
+    from .log import configure_logging
+
+    topology = load(args.topology)
+    if args.log_level:
+        import attrs
+
+        topology = attrs.evolve(
+            topology, cluster=attrs.evolve(topology.cluster, log_level=args.log_level)
+        )
+    outcome: dict[str, Any] = {"status": 1, "signal": None}
+
+    async def run() -> None:
+        from .launch import new_run_dir
+
+        run_dir = args.run_dir or new_run_dir(topology)
+        configure_logging(
+            node="launcher",
+            log_file=Path(run_dir) / "logs" / "launcher.jsonl",
+            level=topology.cluster.log_level,
+            console_level="warning",
+        )
+        print(f"actorml: run directory {run_dir} (logs in {Path(run_dir) / 'logs'})")
+        started = time.perf_counter()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def on_signal() -> None:
+                    async for signum in signals:
+                        outcome["signal"] = signum
+                        print(f"actorml: {signal.Signals(signum).name}, stopping", flush=True)
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(on_signal)
+                async with open_cluster(topology, run_dir=Path(run_dir)) as cluster:
+                    names = ", ".join(f"{n} (pid {p.pid})" for n, p in cluster.procs.items())
+                    print(f"actorml: {len(cluster.procs)} nodes ready: {names}", flush=True)
+                    result = await cluster.wait()
+                nursery.cancel_scope.cancel()
+        if outcome["signal"] is not None:
+            print(f"actorml: stopped; every node is down (run directory {run_dir})")
+            return
+        elapsed = time.perf_counter() - started
+        result["elapsed_s"] = round(elapsed, 2)
+        (Path(run_dir) / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        print("actorml: job complete")
+        for key, value in result.items():
+            print(f"  {key}: {value}")
+        outcome["status"] = 0
+
+    try:
+        trio.run(run)
+    except ClusterGaveUp as exc:
+        print(f"actorml: {exc}", file=sys.stderr)
+        return 1
+    except ClusterStartError as exc:
+        print(f"actorml: {exc}", file=sys.stderr)
+        return 1
+    if outcome["signal"] is not None:
+        return 128 + int(outcome["signal"])
+    return int(outcome["status"])

@@ -1,0 +1,315 @@
+"""Envelopes to bytes and back, without pickle.
+
+A frame is::
+
+    b"AML1" | u32 header length | header (msgpack) | padding | array bytes ...
+
+The header holds the message kind, tag, sender and receiver addresses, correlation
+id, one descriptor per numpy array (dtype, shape, offset) and the message fields,
+where arrays are stand-ins pointing at their descriptor. Array bytes follow the
+header, each aligned to 16 bytes, and decode as ``np.frombuffer`` views of the
+received buffer: no copy. A frame that is truncated, oversized, names an unknown
+tag, or whose fields do not match the message class's annotations raises
+:class:`CodecError`; nothing on the wire can make the receiver import or call code.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import struct
+from typing import Any
+
+import attrs
+import msgpack
+import numpy as np
+
+from .messages import ActorRef, field_schema, is_message, message_class, message_tag
+
+__all__ = ["ASK", "FAIL", "REPLY", "TELL", "CodecError", "Envelope", "Frame", "decode", "encode"]
+
+TELL, ASK, REPLY, FAIL = 0, 1, 2, 3
+_KINDS = frozenset((TELL, ASK, REPLY, FAIL))
+
+MAGIC = b"AML1"
+_PREFIX = struct.Struct("<4sI")
+_ALIGN = 16
+# Only plain numeric and boolean dtypes travel: an object dtype would be pickle again.
+_ARRAY_KINDS = frozenset("biufc")
+_MAX_DIMS = 32
+_DTYPE_STR = re.compile(r"[<>|=][biufc][0-9]{1,2}")
+
+_EXT_ARRAY, _EXT_MESSAGE, _EXT_REF = 1, 2, 3
+_U32 = struct.Struct("<I")
+
+
+class CodecError(ValueError):
+    """A frame that cannot be decoded (or a value that cannot be encoded).
+
+    Attributes:
+        reason: a short machine-readable cause (``truncated``, ``oversized``,
+            ``bad_magic``, ``bad_header``, ``unknown_tag``, ``bad_field``, ``bad_array``,
+            ``unencodable``).
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@attrs.frozen
+class Envelope:
+    """One message in flight: what it is, who sent it, who gets it."""
+
+    kind: int
+    receiver: ActorRef
+    body: Any
+    sender: ActorRef | None = None
+    cid: int = 0
+
+
+def _align(n: int) -> int:
+    return (n + _ALIGN - 1) & ~(_ALIGN - 1)
+
+
+@attrs.define(eq=False)
+class Frame:
+    """An encoded envelope, ready to be written into one transport message."""
+
+    header: bytes
+    arrays: list[np.ndarray]
+    offsets: list[int]
+    size: int
+
+    def write_into(self, out: memoryview) -> None:
+        """Copy the frame into ``out`` (a writable byte buffer of at least ``size``)."""
+        n = len(self.header)
+        _PREFIX.pack_into(out, 0, MAGIC, n)
+        out[8 : 8 + n] = self.header
+        target = np.frombuffer(out, dtype=np.uint8, count=self.size)
+        for array, offset in zip(self.arrays, self.offsets, strict=True):
+            if array.nbytes:
+                target[offset : offset + array.nbytes] = array.reshape(-1).view(np.uint8)
+
+    def to_bytes(self) -> bytes:
+        """The frame as one bytes object (one copy of every array)."""
+        out = bytearray(self.size)
+        self.write_into(memoryview(out))
+        return bytes(out)
+
+
+def _ref_tuple(ref: ActorRef | None) -> list[Any] | None:
+    return None if ref is None else [ref.node, ref.name, ref.incarnation]
+
+
+def encode(envelope: Envelope) -> Frame:
+    """Encode an envelope.
+
+    Raises:
+        CodecError: (reason ``unencodable``) if the body is not a registered message or
+            holds a value with no wire form (an object array, an arbitrary object).
+    """
+    arrays: list[np.ndarray] = []
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            if obj.dtype.kind not in _ARRAY_KINDS:
+                raise CodecError("unencodable", f"arrays of dtype {obj.dtype} cannot be sent")
+            # ascontiguousarray turns a 0-d array into shape (1,): keep the shape.
+            arrays.append(np.ascontiguousarray(obj).reshape(obj.shape))
+            return msgpack.ExtType(_EXT_ARRAY, _U32.pack(len(arrays) - 1))
+        if isinstance(obj, ActorRef):
+            return msgpack.ExtType(_EXT_REF, msgpack.packb(_ref_tuple(obj)))
+        if is_message(obj):
+            inner = [message_tag(type(obj)), [getattr(obj, n) for n, _ in field_schema(type(obj))]]
+            return msgpack.ExtType(_EXT_MESSAGE, msgpack.packb(inner, default=default))
+        if isinstance(obj, enum.Enum):
+            return obj.value
+        if isinstance(obj, np.generic):
+            return obj.item()
+        raise CodecError("unencodable", f"values of type {type(obj).__name__} cannot be sent")
+
+    body = envelope.body
+    if envelope.kind == FAIL:
+        tag, fields = "", list(body)
+    else:
+        if not is_message(body):
+            raise CodecError(
+                "unencodable",
+                f"{type(body).__name__} is not a registered message (decorate it with @message())",
+            )
+        tag = message_tag(type(body))
+        fields = [getattr(body, name) for name, _ in field_schema(type(body))]
+    try:
+        packed_fields = msgpack.packb(fields, default=default)
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, CodecError):
+            raise
+        raise CodecError("unencodable", str(exc)) from exc
+    descs = []
+    offset = 0
+    for array in arrays:
+        descs.append([array.dtype.str, list(array.shape), offset])
+        offset = _align(offset + array.nbytes)
+    header = msgpack.packb(
+        [
+            envelope.kind,
+            tag,
+            _ref_tuple(envelope.sender),
+            _ref_tuple(envelope.receiver),
+            envelope.cid,
+            descs,
+            packed_fields,
+        ]
+    )
+    start = _align(8 + len(header))
+    offsets = [start + d[2] for d in descs]
+    size = offsets[-1] + arrays[-1].nbytes if arrays else 8 + len(header)
+    return Frame(header, arrays, offsets, size)
+
+
+def _as_ref(value: Any, what: str) -> ActorRef:
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 3
+        or not isinstance(value[0], str)
+        or not isinstance(value[1], str)
+        or not isinstance(value[2], int)
+    ):
+        raise CodecError("bad_header", f"{what} is not a (node, name, incarnation) address")
+    return ActorRef(value[0], value[1], value[2])
+
+
+def _build(tag: str, values: Any) -> Any:
+    cls = message_class(tag)
+    if cls is None:
+        raise CodecError("unknown_tag", f"no message registered under tag {tag!r}")
+    schema = field_schema(cls)
+    if not isinstance(values, list | tuple) or len(values) != len(schema):
+        raise CodecError("bad_field", f"{tag} expects {len(schema)} fields")
+    kwargs = {}
+    for (name, check), value in zip(schema, values, strict=True):
+        try:
+            kwargs[name] = check(value)
+        except TypeError as exc:
+            raise CodecError("bad_field", f"{tag}.{name}: {exc}") from None
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise CodecError("bad_field", f"{tag}: {exc}") from None
+
+
+def decode(buffer: Any, *, max_size: int | None = None) -> Envelope:
+    """Decode one frame; numpy arrays are views of ``buffer`` (keep it alive).
+
+    Raises:
+        CodecError: for any frame that is not exactly what :func:`encode` makes for a
+            registered message class.
+    """
+    view = memoryview(buffer).cast("B")
+    size = len(view)
+    if max_size is not None and size > max_size:
+        raise CodecError("oversized", f"frame of {size} bytes exceeds the limit of {max_size}")
+    if size < 8:
+        raise CodecError("truncated", f"frame of {size} bytes is shorter than its prefix")
+    magic, header_size = _PREFIX.unpack_from(view, 0)
+    if magic != MAGIC:
+        raise CodecError("bad_magic", f"frame starts with {bytes(magic)!r}, not {MAGIC!r}")
+    if 8 + header_size > size:
+        raise CodecError("truncated", f"header of {header_size} bytes overruns a {size}-byte frame")
+    try:
+        header = msgpack.unpackb(view[8 : 8 + header_size], use_list=True, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CodecError("bad_header", f"header is not msgpack ({exc})") from None
+    if not isinstance(header, list) or len(header) != 7:
+        raise CodecError("bad_header", "header is not a 7-item list")
+    kind, tag, sender, receiver, cid, descs, packed_fields = header
+    if (
+        not isinstance(kind, int)
+        or kind not in _KINDS
+        or not isinstance(tag, str)
+        or not isinstance(cid, int)
+    ):
+        raise CodecError("bad_header", "bad kind, tag or correlation id")
+    if not isinstance(descs, list) or not isinstance(packed_fields, bytes):
+        raise CodecError("bad_header", "bad array table or field block")
+    start = _align(8 + header_size)
+    arrays = [_array(buffer, d, start, size) for d in descs]
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        if code == _EXT_ARRAY and len(data) == 4:
+            (index,) = _U32.unpack(data)
+            if index < len(arrays):
+                return arrays[index]
+            raise CodecError("bad_array", f"field refers to array {index} of {len(arrays)}")
+        if code == _EXT_REF:
+            return _as_ref(msgpack.unpackb(data), "address")
+        if code == _EXT_MESSAGE:
+            inner = msgpack.unpackb(data, ext_hook=ext_hook, raw=False, strict_map_key=False)
+            if not isinstance(inner, list) or len(inner) != 2 or not isinstance(inner[0], str):
+                raise CodecError("bad_field", "nested message is not (tag, fields)")
+            return _build(inner[0], inner[1])
+        raise CodecError("bad_field", f"unknown extension type {code}")
+
+    try:
+        # Not strict about map keys: dict[int, ...] fields are legitimate.
+        fields = msgpack.unpackb(packed_fields, ext_hook=ext_hook, raw=False, strict_map_key=False)
+    except CodecError:
+        raise
+    except Exception as exc:
+        raise CodecError("bad_field", f"field block is not msgpack ({exc})") from None
+    if kind == FAIL:
+        if (
+            not isinstance(fields, list)
+            or len(fields) != 2
+            or not all(isinstance(f, str) for f in fields)
+        ):
+            raise CodecError("bad_field", "failure reply is not (error type, message)")
+        body: Any = tuple(fields)
+    else:
+        body = _build(tag, fields)
+    return Envelope(
+        kind=kind,
+        receiver=_as_ref(receiver, "receiver"),
+        body=body,
+        sender=None if sender is None else _as_ref(sender, "sender"),
+        cid=cid,
+    )
+
+
+def _array(buffer: Any, desc: Any, start: int, size: int) -> np.ndarray:
+    if not isinstance(desc, list) or len(desc) != 3:
+        raise CodecError("bad_array", "array descriptor is not (dtype, shape, offset)")
+    dtype_str, shape, offset = desc
+    dtype = None
+    # Only the form encode writes (dtype.str, e.g. "<f8", "|b1"): numpy's dtype parser
+    # accepts far more, some of it with warnings or surprising results.
+    if isinstance(dtype_str, str) and _DTYPE_STR.fullmatch(dtype_str):
+        try:
+            dtype = np.dtype(dtype_str)
+        except TypeError:
+            dtype = None
+    if dtype is None or dtype.kind not in _ARRAY_KINDS or dtype.hasobject:
+        raise CodecError("bad_array", f"dtype {dtype_str!r} is not a plain numeric dtype")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > _MAX_DIMS
+        or not all(isinstance(n, int) and n >= 0 for n in shape)
+        or not isinstance(offset, int)
+        or offset < 0
+        or offset % _ALIGN
+    ):
+        raise CodecError("bad_array", f"bad shape {shape!r} or offset {offset!r}")
+    count = 1
+    for n in shape:
+        count *= n
+    begin = start + offset
+    if count == 0:
+        try:
+            return np.empty(shape, dtype=dtype)
+        except (ValueError, OverflowError):
+            raise CodecError("bad_array", f"bad shape {shape!r}") from None
+    if begin + count * dtype.itemsize > size:
+        raise CodecError("truncated", f"array of {count * dtype.itemsize} bytes overruns the frame")
+    return np.frombuffer(buffer, dtype=dtype, count=count, offset=begin).reshape(shape)

@@ -1,0 +1,151 @@
+"""The conversation between the launcher and its node processes.
+
+Each node process runs a ``_node`` actor that learns the cluster's directory and
+hears the order to shut down; the launcher runs a ``_launcher`` actor that hears
+nodes say hello, become ready, beat, go idle, give up, or finish the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from .actor import Actor, handler
+from .messages import message
+from .node import JobComplete, Node
+
+__all__ = [
+    "Directory",
+    "GetStats",
+    "Heartbeat",
+    "LauncherControl",
+    "NodeControl",
+    "NodeGaveUp",
+    "NodeHello",
+    "NodeIdle",
+    "NodeReady",
+    "Shutdown",
+    "Stats",
+]
+
+
+@message("actorml.node_hello")
+class NodeHello:
+    node: str
+    address: str
+    pid: int
+    incarnation: int
+
+
+@message("actorml.directory")
+class Directory:
+    addresses: dict[str, str]
+    placement: dict[str, str]
+
+
+@message("actorml.node_ready")
+class NodeReady:
+    node: str
+    incarnation: int
+
+
+@message("actorml.node_idle")
+class NodeIdle:
+    """A node's root supervisor has no children left running."""
+
+    node: str
+    incarnation: int
+
+
+@message("actorml.node_gave_up")
+class NodeGaveUp:
+    node: str
+    incarnation: int
+    error: str
+
+
+@message("actorml.heartbeat")
+class Heartbeat:
+    node: str
+    incarnation: int
+
+
+@message("actorml.shutdown")
+class Shutdown:
+    reason: str = "requested"
+
+
+@message("actorml.get_stats")
+class GetStats:
+    pass
+
+
+@message("actorml.stats")
+class Stats:
+    node: str
+    incarnation: int
+    counters: dict[str, int]
+    restarts: dict[str, int]
+
+
+@attrs.define(eq=False)
+class NodeControl(Actor):
+    """The ``_node`` actor of a node process."""
+
+    node: Node
+    restarts: Callable[[], dict[str, int]] = dict
+    directory_ready: trio.Event = attrs.field(factory=trio.Event)
+    shutdown_requested: trio.Event = attrs.field(factory=trio.Event)
+    shutdown_reason: str = ""
+
+    @handler
+    async def directory(self, msg: Directory) -> None:
+        for name, address in msg.addresses.items():
+            if name != self.node.name:
+                self.node.set_peer(name, address)
+        self.node.placement.update(msg.placement)
+        self.directory_ready.set()
+
+    @handler
+    async def shutdown(self, msg: Shutdown) -> None:
+        self.shutdown_reason = msg.reason
+        self.shutdown_requested.set()
+
+    @handler
+    async def stats(self, msg: GetStats) -> Stats:
+        counters = attrs.asdict(self.node.stats)
+        return Stats(self.node.name, self.node.incarnation, counters, self.restarts())
+
+
+@attrs.define(eq=False)
+class LauncherControl(Actor):
+    """The ``_launcher`` actor: forwards what nodes report to the launcher's handler."""
+
+    report: Callable[[Any], None]
+
+    @handler
+    async def hello(self, msg: NodeHello) -> None:
+        self.report(msg)
+
+    @handler
+    async def ready(self, msg: NodeReady) -> None:
+        self.report(msg)
+
+    @handler
+    async def idle(self, msg: NodeIdle) -> None:
+        self.report(msg)
+
+    @handler
+    async def gave_up(self, msg: NodeGaveUp) -> None:
+        self.report(msg)
+
+    @handler
+    async def beat(self, msg: Heartbeat) -> None:
+        self.report(msg)
+
+    @handler
+    async def complete(self, msg: JobComplete) -> None:
+        self.report(msg)

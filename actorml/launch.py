@@ -1,0 +1,372 @@
+"""Launching a cluster: one OS process per node, supervised from the launcher.
+
+:func:`open_cluster` is the whole life of a cluster inside an ``async with`` block:
+it makes a run directory, starts every node as ``actorml node NAME``, waits for all
+to be ready, hands the body a :class:`Cluster` to talk to the actors, restarts node
+processes that die (by the cluster's supervisor strategy and restart intensity, as
+judged by exit status or a missed heartbeat deadline), and on leaving the block, on
+success, error or cancellation, stops the nodes in reverse order and removes every
+socket file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+from .actor import run_actor
+from .control import (
+    Directory,
+    GetStats,
+    Heartbeat,
+    LauncherControl,
+    NodeGaveUp,
+    NodeHello,
+    NodeIdle,
+    NodeReady,
+    Shutdown,
+    Stats,
+)
+from .groups import sole
+from .messages import ActorRef
+from .node import LAUNCHER_NODE, JobComplete, Node
+from .nodeproc import node_address, placement
+from .process import ChildProcess, spawn
+from .supervisor import RestartIntensity, Strategy
+from .topology import Topology
+from .transport import NngTransport
+
+__all__ = ["Cluster", "ClusterGaveUp", "ClusterStartError", "open_cluster"]
+
+
+class ClusterGaveUp(RuntimeError):
+    """Node processes kept dying faster than the cluster's restart intensity allows."""
+
+
+class ClusterStartError(RuntimeError):
+    """A node did not come up within ``ready_timeout_s``."""
+
+
+@attrs.define(eq=False)
+class NodeProcess:
+    """The launcher's view of one node process."""
+
+    name: str
+    incarnation: int = 0
+    process: ChildProcess | None = None
+    address: str | None = None
+    hello: trio.Event = attrs.field(factory=trio.Event)
+    ready: trio.Event = attrs.field(factory=trio.Event)
+    exited: trio.Event = attrs.field(factory=trio.Event)
+    last_beat: float = 0.0
+    idle: bool = False
+    expected_exit: bool = False
+    death_reason: str = ""
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+
+@attrs.define(eq=False)
+class Cluster:
+    """A running cluster, as the program that opened it sees it."""
+
+    topology: Topology
+    run_dir: Path
+    socket_dir: Path
+    node: Node
+    procs: dict[str, NodeProcess]
+    completed: trio.Event = attrs.field(factory=trio.Event)
+    result: dict[str, Any] | None = None
+    failure: BaseException | None = None
+    node_restarts: dict[str, int] = attrs.field(factory=dict)
+    deaths: list[tuple[str, str]] = attrs.field(factory=list)
+    log: Any = attrs.field(factory=lambda: structlog.get_logger())
+    _nursery: trio.Nursery | None = None
+    _restart_lock: trio.Lock = attrs.field(factory=trio.Lock)
+    _intensity: RestartIntensity | None = None
+    _stopping: bool = False
+
+    # --- talking to actors -------------------------------------------------------
+
+    def ref(self, name: str) -> ActorRef:
+        """The address of actor ``name`` (any incarnation)."""
+        return self.node.locate(name)
+
+    async def tell(self, target: ActorRef | str, msg: object) -> None:
+        """Send ``msg`` to an actor of the cluster (see :meth:`Node.tell`)."""
+        await self.node.tell(target, msg)
+
+    async def ask(self, target: ActorRef | str, msg: object, timeout: float | None = None) -> Any:
+        """Ask an actor of the cluster and wait for the reply (see :meth:`Node.ask`)."""
+        return await self.node.ask(target, msg, timeout=timeout)
+
+    async def stats(self, node: str, timeout: float | None = None) -> Stats:
+        """Counters and restart counts of node ``node``."""
+        reply: Stats = await self.node.ask(ActorRef(node, "_node"), GetStats(), timeout=timeout)
+        return reply
+
+    def pid(self, node: str) -> int | None:
+        """The OS process id of node ``node``'s current process."""
+        return self.procs[node].pid
+
+    async def wait(self) -> dict[str, Any]:
+        """Wait until the job completes; returns the summary an actor reported.
+
+        Raises:
+            ClusterGaveUp: node processes kept failing.
+        """
+        await self.completed.wait()
+        if self.failure is not None:
+            raise self.failure
+        return dict(self.result or {})
+
+    # --- what nodes report ----------------------------------------------------------
+
+    def _report(self, msg: Any) -> None:
+        proc = self.procs.get(getattr(msg, "node", ""))
+        if isinstance(msg, JobComplete):
+            if self.result is None:
+                self.result = {"completed_by": msg.actor.name, **msg.result}
+                self.log.info("job_completed", by=str(msg.actor))
+            self.completed.set()
+            return
+        if proc is None or msg.incarnation != proc.incarnation:
+            return  # from a node process that has since been replaced
+        if isinstance(msg, Heartbeat):
+            proc.last_beat = trio.current_time()
+        elif isinstance(msg, NodeHello):
+            proc.address = msg.address
+            self.node.set_peer(proc.name, msg.address)
+            proc.last_beat = trio.current_time()
+            proc.hello.set()
+        elif isinstance(msg, NodeReady):
+            proc.ready.set()
+        elif isinstance(msg, NodeIdle):
+            proc.idle = True
+            if all(p.idle for p in self.procs.values()) and self.result is None:
+                self.result = {"status": "every actor finished"}
+                self.completed.set()
+        elif isinstance(msg, NodeGaveUp):
+            proc.death_reason = f"its root supervisor gave up: {msg.error}"
+            self.log.error("node_gave_up", node=proc.name, error=msg.error)
+
+    # --- processes ---------------------------------------------------------------
+
+    def _command(self, name: str, incarnation: int) -> list[str]:
+        return [
+            sys.executable, "-m", "actorml", "node", name,
+            "--topology", str(self.run_dir / "topology.toml"),
+            "--launcher", self.node.address,
+            "--run-dir", str(self.run_dir),
+            "--socket-dir", str(self.socket_dir),
+            "--incarnation", str(incarnation),
+        ]  # fmt: skip
+
+    async def _spawn(self, name: str) -> None:
+        assert self._nursery is not None
+        old = self.procs.get(name)
+        proc = NodeProcess(name, incarnation=(old.incarnation if old else 0) + 1)
+        self.procs[name] = proc
+        env = dict(os.environ)
+        # A node imports actor kinds by dotted path: let it import what the launcher can.
+        env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), *(p for p in sys.path if p)])
+        proc.process = spawn(self._command(name, proc.incarnation), env=env)
+        self.log.info("node_started", node=name, pid=proc.pid, incarnation=proc.incarnation)
+        self._nursery.start_soon(self._watch, proc)
+
+    async def _watch(self, proc: NodeProcess) -> None:
+        assert proc.process is not None
+        code = await proc.process.wait()
+        proc.exited.set()
+        if proc.expected_exit or self._stopping:
+            return
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        reason = proc.death_reason or how
+        self.deaths.append((proc.name, reason))
+        self.log.warning("node_died", node=proc.name, pid=proc.pid, status=how, judged_by=reason)
+        await self._after_death(proc.name)
+
+    async def _wait_up(self, names: list[str]) -> None:
+        limit = self.topology.cluster.ready_timeout_s
+        with trio.move_on_after(limit):
+            for name in names:
+                await self.procs[name].hello.wait()
+            await self._broadcast_directory()
+            for name in names:
+                await self.procs[name].ready.wait()
+            return
+        late = [n for n in names if not self.procs[n].ready.is_set()]
+        raise ClusterStartError(f"nodes {', '.join(late)} not ready within {limit:g}s")
+
+    async def _broadcast_directory(self) -> None:
+        addresses = {n: p.address for n, p in self.procs.items() if p.address}
+        addresses[LAUNCHER_NODE] = self.node.address
+        directory = Directory(addresses, placement(self.topology))
+        for name in addresses:
+            if name != LAUNCHER_NODE and not self.procs[name].exited.is_set():
+                await self.node.tell(ActorRef(name, "_node"), directory)
+
+    async def _after_death(self, name: str) -> None:
+        async with self._restart_lock:
+            if self._stopping:
+                return
+            assert self._intensity is not None
+            if self._intensity.record():
+                spec = self.topology.cluster.supervisor
+                self.failure = ClusterGaveUp(
+                    f"cluster gave up: more than {spec.max_restarts} node restarts "
+                    f"within {spec.within_s:g}s (last: {name})"
+                )
+                self.log.error("cluster_gave_up", node=name)
+                self.completed.set()
+                return
+            order = [n.name for n in self.topology.nodes]
+            strategy = self.topology.cluster.supervisor.strategy
+            if strategy == Strategy.ONE_FOR_ONE:
+                again = [name]
+            elif strategy == Strategy.ONE_FOR_ALL:
+                again = order
+            else:
+                again = order[order.index(name) :]
+            for other in reversed(again):
+                if other != name:
+                    await self._stop_node(self.procs[other])
+            for other in again:
+                await self._spawn(other)
+            await self._wait_up(again)
+            for other in again:  # counted once the node is back up
+                self.node_restarts[other] = self.node_restarts.get(other, 0) + 1
+            self.log.info("nodes_restarted", nodes=again, strategy=strategy.value)
+
+    async def _stop_node(self, proc: NodeProcess) -> None:
+        """Ask a node to stop; SIGTERM it after its timeout, SIGKILL after another."""
+        proc.expected_exit = True
+        if proc.process is None or proc.exited.is_set():
+            return
+        timeout = self.topology.cluster.supervisor.shutdown_timeout_s
+        with trio.move_on_after(min(1.0, timeout)):
+            await self.node.tell(ActorRef(proc.name, "_node"), Shutdown("launcher"))
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                self.log.warning("node_signalled", node=proc.name, signal=sig.name)
+                proc.process.send_signal(sig)
+            with trio.move_on_after(timeout):
+                await proc.process.wait()
+                return
+
+    async def _monitor_heartbeats(self) -> None:
+        cluster = self.topology.cluster
+        while True:
+            await trio.sleep(cluster.heartbeat_interval_s)
+            now = trio.current_time()
+            for proc in list(self.procs.values()):
+                late = now - proc.last_beat
+                if (
+                    proc.ready.is_set()
+                    and not proc.exited.is_set()
+                    and not proc.expected_exit
+                    and late > cluster.heartbeat_deadline_s
+                    and proc.process is not None
+                ):
+                    proc.death_reason = f"no heartbeat for {late:.1f}s"
+                    self.log.warning("node_unresponsive", node=proc.name, silent_s=round(late, 2))
+                    proc.process.kill()
+
+    async def _cancel_on_failure(self, body: trio.CancelScope) -> None:
+        await self.completed.wait()
+        if self.failure is not None:
+            body.cancel()
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        for spec in reversed(self.topology.nodes):
+            proc = self.procs.get(spec.name)
+            if proc is not None:
+                await self._stop_node(proc)
+        self.log.info("cluster_stopped", run_dir=str(self.run_dir))
+
+
+def new_run_dir(topology: Topology) -> Path:
+    """A fresh directory under the cluster's ``run_dir`` for one run's files."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"{topology.cluster.name}-{stamp}-{secrets.token_hex(2)}"
+    path = Path(topology.cluster.run_dir) / name
+    path.mkdir(parents=True)
+    return path
+
+
+@asynccontextmanager
+async def open_cluster(
+    topology: Topology, *, run_dir: Path | None = None
+) -> AsyncIterator[Cluster]:
+    """Start every node of ``topology`` as its own process and supervise them.
+
+    Yields once every node is ready. Leaving the block, normally, by an exception or by
+    cancellation, stops the nodes in reverse topology order (each asked to shut down,
+    then SIGTERM, then SIGKILL after the supervisor's ``shutdown_timeout_s``) and
+    removes the socket directory.
+
+    Raises:
+        ClusterStartError: a node was not ready within ``ready_timeout_s``.
+        ClusterGaveUp: node processes died more often than the restart intensity allows
+            (raised on leaving the block; the block is cancelled when it happens).
+    """
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(topology)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "topology.toml").write_text(topology.to_toml(), encoding="utf-8")
+    socket_dir = Path(tempfile.mkdtemp(prefix="actorml-", dir="/tmp"))
+    cluster_spec = topology.cluster
+    node = Node(
+        LAUNCHER_NODE,
+        NngTransport(recv_max_size=cluster_spec.recv_max_size),
+        node_address(topology, LAUNCHER_NODE, socket_dir),
+        placement=placement(topology),
+        ask_timeout_s=cluster_spec.ask_timeout_s,
+        max_frame_size=cluster_spec.recv_max_size,
+    )
+    cluster = Cluster(topology, run_dir, socket_dir, node, {})
+    cluster._intensity = RestartIntensity(
+        cluster_spec.supervisor.max_restarts, cluster_spec.supervisor.within_s
+    )
+    body = trio.CancelScope()
+    try:
+        async with trio.open_nursery() as nursery:
+            cluster._nursery = nursery
+            await nursery.start(node.serve)
+            control = LauncherControl(cluster._report)
+            await nursery.start(run_actor, node, "_launcher", lambda: control, 4096)
+            try:
+                for spec in topology.nodes:
+                    await cluster._spawn(spec.name)
+                await cluster._wait_up([n.name for n in topology.nodes])
+                nursery.start_soon(cluster._monitor_heartbeats)
+                nursery.start_soon(cluster._cancel_on_failure, body)
+                cluster.log.info("cluster_ready", nodes=len(topology.nodes), run_dir=str(run_dir))
+                with body:
+                    yield cluster
+            finally:
+                with trio.CancelScope(shield=True):
+                    await cluster._shutdown()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The block's own exception comes out bare, as if no nursery were involved.
+        raise sole(group) from None
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    if cluster.failure is not None:
+        raise cluster.failure

@@ -1,0 +1,84 @@
+"""structlog set-up: readable lines on the console, JSON lines in the run directory.
+
+Every process of a cluster calls :func:`configure_logging` once. ``node`` is bound as
+a context variable for the whole process; actors bind ``actor`` and ``incarnation``
+in their own task (trio copies the context into child tasks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+__all__ = ["LEVELS", "configure_logging"]
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+class _Sink:
+    """The last processor: writes each event to the file and, if loud enough, the console."""
+
+    def __init__(self, file: IO[str] | None, console: IO[str] | None, console_level: int) -> None:
+        self.file = file
+        self.console = console
+        self.console_level = console_level
+        self.pretty = structlog.dev.ConsoleRenderer(colors=False, sort_keys=False)
+
+    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> Any:
+        if self.file is not None:
+            self.file.write(json.dumps(event, default=str) + "\n")
+            self.file.flush()
+        level = LEVELS.get(event.get("level", "info"), logging.INFO)
+        if self.console is not None and level >= self.console_level:
+            shown = {k: v for k, v in event.items() if k != "timestamp"}
+            self.console.write(self.pretty(logger, method, shown) + "\n")
+            self.console.flush()
+        raise structlog.DropEvent
+
+
+def configure_logging(
+    *,
+    node: str,
+    log_file: Path | None = None,
+    level: str = "info",
+    console_level: str | None = None,
+    console: IO[str] | None = sys.stderr,
+) -> None:
+    """Send this process's structlog events to ``log_file`` (JSON lines) and the console.
+
+    Args:
+        node: bound to every event of this process.
+        log_file: where the JSON lines go (appended; parent directories are made).
+        level: the least severe level written to the file.
+        console_level: the least severe level shown on the console (default: ``level``).
+        console: the console stream, or None for none.
+    """
+    file = None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 - lives for the process
+    floor = LEVELS[level]
+    shown = LEVELS[console_level or level]
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _Sink(file, console, shown),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(min(floor, shown)),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(node=node)

@@ -1,0 +1,212 @@
+"""Addresses, message classes and the tag registry.
+
+A message is a frozen attrs class registered under a short tag; the tag, not a
+Python import path, is what travels on the wire, so a peer can only ever build
+classes it has registered itself. Field annotations are the schema the codec
+checks incoming frames against.
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import numpy as np
+
+__all__ = [
+    "ActorRef",
+    "is_message",
+    "message",
+    "message_class",
+    "message_tag",
+]
+
+T = TypeVar("T")
+
+
+@attrs.frozen(order=True)
+class ActorRef:
+    """The address of an actor: node, name and incarnation.
+
+    Incarnation 0 means "whichever incarnation is current"; a ref handed out by a
+    running actor carries its own incarnation, so a message sent to it after a
+    restart is dropped (and counted) instead of reaching the successor.
+    """
+
+    node: str
+    name: str
+    incarnation: int = 0
+
+    def any_incarnation(self) -> ActorRef:
+        """This address without its incarnation: reaches the current one."""
+        return ActorRef(self.node, self.name, 0)
+
+    def __str__(self) -> str:
+        suffix = f"#{self.incarnation}" if self.incarnation else ""
+        return f"{self.name}@{self.node}{suffix}"
+
+
+_BY_TAG: dict[str, type] = {}
+_TAG_OF: dict[type, str] = {}
+
+
+def message(tag: str | None = None) -> Callable[[type[T]], type[T]]:
+    """Register a class as a message under ``tag``.
+
+    Plain classes are turned into ``attrs.frozen`` classes; attrs classes are kept as
+    they are. The tag defaults to the class's qualified name and must be unique.
+
+    Raises:
+        ValueError: if the tag is already taken by another class.
+    """
+
+    def register(cls: type[T]) -> type[T]:
+        if not attrs.has(cls):
+            cls = attrs.frozen(cls)
+        name = tag or f"{cls.__module__}.{cls.__qualname__}"
+        other = _BY_TAG.get(name)
+        if other is not None and other.__qualname__ != cls.__qualname__:
+            raise ValueError(f"message tag {name!r} is already used by {other.__qualname__}")
+        _BY_TAG[name] = cls
+        _TAG_OF[cls] = name
+        return cls
+
+    return register
+
+
+def message_tag(cls: type) -> str:
+    """The wire tag of a registered message class.
+
+    Raises:
+        TypeError: if ``cls`` was never registered with :func:`message`.
+    """
+    try:
+        return _TAG_OF[cls]
+    except KeyError:
+        raise TypeError(
+            f"{cls.__qualname__} is not a registered message (decorate it with @actorml.message())"
+        ) from None
+
+
+def message_class(tag: str) -> type | None:
+    """The class registered under ``tag``, or None."""
+    return _BY_TAG.get(tag)
+
+
+def is_message(obj: object) -> bool:
+    """True if ``obj`` is an instance of a registered message class."""
+    return type(obj) in _TAG_OF
+
+
+# --- field schemas -------------------------------------------------------------
+#
+# A checker takes a decoded value and returns it (converted where msgpack loses the
+# distinction, such as tuple versus list) or raises TypeError naming what it wanted.
+
+Checker = Callable[[Any], Any]
+_SCHEMAS: dict[type, tuple[tuple[str, Checker], ...]] = {}
+
+
+def field_schema(cls: type) -> tuple[tuple[str, Checker], ...]:
+    """(field name, checker) pairs for a registered message class, cached."""
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        hints = typing.get_type_hints(cls)
+        schema = tuple(
+            (f.name, _checker(hints.get(f.name, Any))) for f in attrs.fields(cls) if f.init
+        )
+        _SCHEMAS[cls] = schema
+    return schema
+
+
+def _fail(expected: str, value: object) -> typing.NoReturn:
+    raise TypeError(f"expected {expected}, got {type(value).__name__}")
+
+
+def _checker(tp: Any) -> Checker:
+    if tp is Any or tp is object:
+        return lambda v: v
+    if tp is type(None) or tp is None:
+        return lambda v: v if v is None else _fail("None", v)
+    if tp is bool:
+        return lambda v: v if isinstance(v, bool) else _fail("bool", v)
+    if tp is int:
+        return lambda v: v if isinstance(v, int) and not isinstance(v, bool) else _fail("int", v)
+    if tp is float:
+
+        def check_float(v: Any) -> float:
+            if isinstance(v, float):
+                return v
+            if isinstance(v, int) and not isinstance(v, bool):
+                return float(v)
+            _fail("float", v)
+
+        return check_float
+    if tp is str:
+        return lambda v: v if isinstance(v, str) else _fail("str", v)
+    if tp is bytes:
+        return lambda v: v if isinstance(v, bytes) else _fail("bytes", v)
+    if tp is np.ndarray or typing.get_origin(tp) is np.ndarray:
+        return lambda v: v if isinstance(v, np.ndarray) else _fail("ndarray", v)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        values = {m.value: m for m in tp}
+
+        def check_enum(v: Any) -> enum.Enum:
+            if isinstance(v, tp):
+                return v
+            try:
+                return values[v]
+            except (KeyError, TypeError):
+                _fail(tp.__name__, v)
+
+        return check_enum
+    if isinstance(tp, type) and (tp is ActorRef or tp in _TAG_OF):
+        return lambda v: v if isinstance(v, tp) else _fail(tp.__name__, v)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [_checker(a) for a in args]
+
+        def check_union(v: Any) -> Any:
+            for option in options:
+                try:
+                    return option(v)
+                except TypeError:
+                    continue
+            _fail(" | ".join(getattr(a, "__name__", str(a)) for a in args), v)
+
+        return check_union
+    if origin in (list, tuple) or tp in (list, tuple):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            items = [_checker(a) for a in args]
+
+            def check_fixed(v: Any) -> tuple[Any, ...]:
+                if not isinstance(v, list | tuple) or len(v) != len(items):
+                    _fail(f"tuple of {len(items)}", v)
+                return tuple(c(x) for c, x in zip(items, v, strict=True))
+
+            return check_fixed
+        item = _checker(args[0]) if args else (lambda v: v)
+        make = tuple if (origin or tp) is tuple else list
+
+        def check_seq(v: Any) -> Any:
+            if not isinstance(v, list | tuple):
+                _fail(make.__name__, v)
+            return make(item(x) for x in v)
+
+        return check_seq
+    if origin is dict or tp is dict:
+        key, value = (_checker(args[0]), _checker(args[1])) if args else (lambda v: v,) * 2
+
+        def check_dict(v: Any) -> dict[Any, Any]:
+            if not isinstance(v, dict):
+                _fail("dict", v)
+            return {key(k): value(x) for k, x in v.items()}
+
+        return check_dict
+    # An annotation we cannot check precisely: accept, the handler sees what came.
+    return lambda v: v

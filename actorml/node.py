@@ -1,0 +1,319 @@
+"""A node: one process's router between its actors and the other nodes.
+
+The node owns the inbox socket and one outbox per peer. Messages to a local actor
+are handed over as objects (no codec, unless ``force_codec``); messages to another
+node are encoded into one frame. Whatever arrives is checked before it reaches an
+actor: a frame the codec rejects, an unknown actor, or an address naming an old
+incarnation is dropped, logged and counted, and the node keeps serving.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+from .actor import Ack, ActorGone, AskTimeout, RemoteError
+from .codec import ASK, FAIL, REPLY, TELL, CodecError, Envelope, decode, encode
+from .messages import ActorRef, message
+from .transport import Outbox, Transport, TransportClosed
+
+__all__ = ["LAUNCHER", "LAUNCHER_NODE", "JobComplete", "Node", "NodeStats", "UnknownNode"]
+
+LAUNCHER_NODE = "_launcher"
+LAUNCHER = ActorRef(LAUNCHER_NODE, "_launcher")
+# Actor incarnations are unique across restarts of the node process too.
+_INCARNATION_STRIDE = 1 << 20
+
+
+class UnknownNode(LookupError):
+    """A message addressed a node this node has no address for."""
+
+
+@message("actorml.job_complete")
+class JobComplete:
+    """An actor declares the job finished, with a summary for the launcher."""
+
+    actor: ActorRef
+    result: dict[str, Any]
+
+
+@attrs.define
+class NodeStats:
+    """Counters a user can read to see what the node dropped and why."""
+
+    received: int = 0
+    sent: int = 0
+    rejected_frames: int = 0
+    dropped_stale: int = 0
+    dropped_no_actor: int = 0
+    dropped_unreachable: int = 0
+    dropped_late_reply: int = 0
+    unhandled: int = 0
+
+
+@attrs.define(eq=False)
+class _Pending:
+    asker: ActorRef
+    done: trio.Event = attrs.field(factory=trio.Event)
+    kind: int = REPLY
+    body: Any = None
+
+
+@attrs.define(eq=False)
+class Node:
+    """Routes envelopes between local actors and peer nodes.
+
+    Args:
+        name: this node's name in the topology.
+        transport: makes the inbox and the outboxes.
+        address: where to listen (``ipc://...``, ``tcp://host:port``; port 0 picks one).
+        directory: node name -> address of its inbox, for the peers it may talk to.
+        placement: actor name -> node name, so actors can be addressed by name.
+        incarnation: this node process's incarnation (1 for the first start).
+        force_codec: encode and decode even local messages (tests use this).
+    """
+
+    name: str
+    transport: Transport
+    address: str
+    directory: dict[str, str] = attrs.field(factory=dict)
+    placement: dict[str, str] = attrs.field(factory=dict)
+    incarnation: int = 1
+    ask_timeout_s: float = 10.0
+    max_frame_size: int | None = None
+    force_codec: bool = False
+    stats: NodeStats = attrs.field(factory=NodeStats)
+    log: Any = attrs.field(factory=lambda: structlog.get_logger())
+    _cells: dict[str, tuple[ActorRef, trio.MemorySendChannel[Envelope]]] = attrs.field(
+        factory=dict, init=False
+    )
+    _outboxes: dict[str, Outbox] = attrs.field(factory=dict, init=False)
+    _pending: dict[int, _Pending] = attrs.field(factory=dict, init=False)
+    _cids: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _counters: dict[str, int] = attrs.field(factory=dict, init=False)
+    _host_ref: ActorRef = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._host_ref = ActorRef(self.name, "_host", self.incarnation)
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and route incoming frames until cancelled.
+
+        Reports the bound address (with the real port when asked for port 0). On
+        exit closes the inbox and every outbox, and removes an ipc socket file.
+        """
+        inbox = self.transport.listen(self.address)
+        self.address = inbox.address
+        try:
+            task_status.started(inbox.address)
+            while True:
+                try:
+                    buffer = await inbox.receive()
+                except TransportClosed:
+                    return
+                self.stats.received += 1
+                try:
+                    env = decode(buffer, max_size=self.max_frame_size)
+                except CodecError as exc:
+                    self.stats.rejected_frames += 1
+                    self.log.warning("frame_rejected", reason=exc.reason, detail=exc.detail)
+                    continue
+                await self.route(env)
+        finally:
+            inbox.close()
+            self.close_outboxes()
+            if self.address.startswith("ipc://"):
+                _unlink(self.address[len("ipc://") :])
+
+    def close_outboxes(self) -> None:
+        """Close every connection to a peer."""
+        for outbox in self._outboxes.values():
+            outbox.close()
+        self._outboxes.clear()
+
+    def set_peer(self, node: str, address: str) -> None:
+        """Learn (or change) where ``node`` listens; a changed address is re-dialed."""
+        if self.directory.get(node) != address:
+            self.directory[node] = address
+            old = self._outboxes.pop(node, None)
+            if old is not None:
+                old.close()
+
+    # --- actors ------------------------------------------------------------------
+
+    def next_ref(self, name: str) -> ActorRef:
+        """A fresh incarnation of actor ``name`` on this node."""
+        count = self._counters.get(name, 0) + 1
+        self._counters[name] = count
+        return ActorRef(self.name, name, self.incarnation * _INCARNATION_STRIDE + count)
+
+    def register(self, ref: ActorRef, mailbox: trio.MemorySendChannel[Envelope]) -> None:
+        """Make ``ref`` the current incarnation of its name on this node."""
+        self._cells[ref.name] = (ref, mailbox)
+        self.placement.setdefault(ref.name, self.name)
+
+    def unregister(self, ref: ActorRef) -> None:
+        """Forget ``ref`` if it is still the current incarnation."""
+        cell = self._cells.get(ref.name)
+        if cell is not None and cell[0] == ref:
+            del self._cells[ref.name]
+
+    def current(self, name: str) -> ActorRef | None:
+        """The current incarnation of local actor ``name``, if it runs."""
+        cell = self._cells.get(name)
+        return None if cell is None else cell[0]
+
+    def stop_actor(self, name: str) -> None:
+        """Ask local actor ``name`` to stop once its queued messages are handled."""
+        cell = self._cells.get(name)
+        if cell is not None:
+            cell[1].close()
+
+    def locate(self, target: ActorRef | str) -> ActorRef:
+        """An address for an actor ref or a cluster-wide actor name.
+
+        Raises:
+            ActorGone: ``target`` is a name no node is known to run.
+        """
+        if isinstance(target, ActorRef):
+            return target
+        node = self.placement.get(target)
+        if node is None:
+            known = ", ".join(sorted(self.placement)) or "none"
+            raise ActorGone(f"no actor named {target!r} in the cluster (known: {known})")
+        return ActorRef(node, target, 0)
+
+    # --- sending -----------------------------------------------------------------
+
+    async def tell(
+        self, target: ActorRef | str, msg: object, sender: ActorRef | None = None
+    ) -> None:
+        """Deliver ``msg`` to ``target`` without waiting for a reply.
+
+        Waits while the local mailbox or the connection to the peer is full
+        (backpressure); never drops because a queue is full.
+
+        Raises:
+            UnknownNode: the target's node has no known address.
+            CodecError: ``msg`` cannot be encoded for another node.
+        """
+        await self.deliver(Envelope(TELL, self.locate(target), msg, sender or self._host_ref))
+
+    async def ask(
+        self,
+        target: ActorRef | str,
+        msg: object,
+        *,
+        timeout: float | None = None,
+        sender: ActorRef | None = None,
+    ) -> Any:
+        """Deliver ``msg`` and wait for the reply (see :meth:`ActorContext.ask`)."""
+        ref = self.locate(target)
+        asker = sender or self._host_ref
+        cid = next(self._cids)
+        pending = _Pending(asker)
+        self._pending[cid] = pending
+        limit = self.ask_timeout_s if timeout is None else timeout
+        try:
+            with trio.move_on_after(limit):
+                await self.deliver(Envelope(ASK, ref, msg, asker, cid))
+                await pending.done.wait()
+        finally:
+            del self._pending[cid]
+        if not pending.done.is_set():
+            raise AskTimeout(f"no reply from {ref} to {type(msg).__name__} within {limit:g}s")
+        if pending.kind == FAIL:
+            error_type, text = pending.body
+            if error_type == "ActorGone":
+                raise ActorGone(text)
+            raise RemoteError(error_type, text)
+        return None if isinstance(pending.body, Ack) else pending.body
+
+    async def reply(self, request: Envelope, kind: int, body: Any) -> None:
+        """Answer an ask (``kind`` REPLY with a message, FAIL with (type, text))."""
+        if request.sender is None:
+            return
+        await self.deliver(Envelope(kind, request.sender, body, request.receiver, request.cid))
+
+    async def complete(self, actor: ActorRef, result: Mapping[str, Any]) -> None:
+        """Report the job finished to the launcher."""
+        await self.tell(LAUNCHER, JobComplete(actor, dict(result)), sender=actor)
+
+    async def deliver(self, env: Envelope) -> None:
+        """Route one envelope to a local mailbox or onto the wire."""
+        node = env.receiver.node
+        if node == self.name:
+            if self.force_codec:
+                env = decode(encode(env).to_bytes())
+            await self.route(env)
+            return
+        frame = encode(env)
+        outbox = self._outboxes.get(node)
+        if outbox is None:
+            address = self.directory.get(node)
+            if address is None:
+                known = ", ".join(sorted(self.directory)) or "none"
+                raise UnknownNode(f"no address for node {node!r} (known: {known})")
+            outbox = self._outboxes[node] = self.transport.connect(address)
+        try:
+            await outbox.send(frame)
+        except TransportClosed:
+            self.stats.dropped_unreachable += 1
+            self.log.warning("message_unreachable", to=str(env.receiver))
+            return
+        self.stats.sent += 1
+
+    # --- receiving ---------------------------------------------------------------
+
+    async def route(self, env: Envelope) -> None:
+        """Hand an arrived envelope to its mailbox or to the waiting asker."""
+        if env.kind in (REPLY, FAIL):
+            pending = self._pending.get(env.cid)
+            if pending is None or pending.asker != env.receiver or pending.done.is_set():
+                self.stats.dropped_late_reply += 1
+                return
+            pending.kind, pending.body = env.kind, env.body
+            pending.done.set()
+            return
+        cell = self._cells.get(env.receiver.name)
+        if cell is None:
+            self.stats.dropped_no_actor += 1
+            self.log.info("message_dropped", reason="no_actor", to=str(env.receiver))
+            await self.refuse(env, f"no actor {env.receiver.name!r} on node {self.name!r}")
+            return
+        ref, mailbox = cell
+        if env.receiver.incarnation not in (0, ref.incarnation):
+            self.stats.dropped_stale += 1
+            self.log.info(
+                "message_dropped", reason="stale_incarnation", to=str(env.receiver), now=str(ref)
+            )
+            await self.refuse(env, f"{env.receiver} was restarted (now {ref})")
+            return
+        try:
+            await mailbox.send(env)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self.stats.dropped_no_actor += 1
+            await self.refuse(env, f"actor {ref} is stopping")
+
+    async def refuse(self, env: Envelope, why: str) -> None:
+        """Tell a waiting asker at once that its target is gone."""
+        if env.kind == ASK and env.sender is not None:
+            try:
+                await self.reply(env, FAIL, ("ActorGone", why))
+            except (UnknownNode, TransportClosed):
+                pass
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,155 @@
+"""What runs inside one node process (``actorml node NAME``).
+
+The process listens, says hello to the launcher, waits for the cluster directory,
+starts its actors under the node's root supervisor, reports ready and beats until
+the launcher orders a shutdown; then it stops its actors in reverse order and exits.
+It dies with the launcher: ``PR_SET_PDEATHSIG`` is set when it is spawned, and it
+also exits if its parent changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import structlog
+import trio
+
+from . import registry
+from .actor import Actor, run_actor
+from .control import Heartbeat, NodeControl, NodeGaveUp, NodeHello, NodeIdle, NodeReady
+from .log import configure_logging
+from .node import LAUNCHER, LAUNCHER_NODE, Node
+from .supervisor import ChildSpec, Supervisor, SupervisorGaveUp
+from .topology import ActorSpec, Topology
+from .transport import NngTransport
+
+__all__ = ["EXIT_GAVE_UP", "actor_child", "node_address", "run_node_process"]
+
+EXIT_GAVE_UP = 3
+
+
+def node_address(topology: Topology, name: str, socket_dir: Path) -> str:
+    """Where node ``name`` listens: an ipc socket in ``socket_dir``, or tcp."""
+    cluster = topology.cluster
+    if name != LAUNCHER_NODE:
+        explicit = topology.node(name).address
+        if explicit:
+            return explicit
+    if cluster.transport == "tcp":
+        return f"tcp://{cluster.host}:0"
+    return f"ipc://{socket_dir}/{name}.sock"
+
+
+def placement(topology: Topology) -> dict[str, str]:
+    """Actor name -> node name for every actor of the topology."""
+    return {a.name: n.name for n in topology.nodes for a in n.actors}
+
+
+def actor_child(node: Node, spec: ActorSpec, default_mailbox: int) -> ChildSpec:
+    """A supervisor child that runs the actor ``spec`` describes on ``node``."""
+    cls = registry.resolve("actor", spec.kind)
+    args = dict(spec.args)
+
+    def factory() -> Actor:
+        return cls(**args)  # type: ignore[no-any-return]
+
+    return ChildSpec(
+        name=spec.name,
+        start=functools.partial(
+            run_actor, node, spec.name, factory, spec.mailbox_size or default_mailbox
+        ),
+        restart=spec.restart,
+        shutdown_timeout_s=spec.shutdown_timeout_s,
+        stop=functools.partial(node.stop_actor, spec.name),
+    )
+
+
+async def run_node_process(
+    topology: Topology,
+    name: str,
+    *,
+    launcher_address: str,
+    run_dir: Path,
+    socket_dir: Path,
+    incarnation: int,
+) -> int:
+    """Serve node ``name`` until the launcher says stop; returns the exit status."""
+    cluster = topology.cluster
+    spec = topology.node(name)
+    configure_logging(
+        node=name,
+        log_file=run_dir / "logs" / f"{name}.jsonl",
+        level=cluster.log_level,
+        console_level="warning",
+    )
+    log = structlog.get_logger()
+    node = Node(
+        name,
+        NngTransport(recv_max_size=cluster.recv_max_size),
+        node_address(topology, name, socket_dir),
+        directory={LAUNCHER_NODE: launcher_address},
+        placement=placement(topology),
+        incarnation=incarnation,
+        ask_timeout_s=cluster.ask_timeout_s,
+        max_frame_size=cluster.recv_max_size,
+        log=log,
+    )
+    supervisor = Supervisor(
+        name=name,
+        children=[actor_child(node, a, cluster.mailbox_size) for a in spec.actors],
+        strategy=spec.supervisor.strategy,
+        max_restarts=spec.supervisor.max_restarts,
+        within_s=spec.supervisor.within_s,
+    )
+    control = NodeControl(node, restarts=lambda: dict(supervisor.restarts))
+    status = 0
+    parent = os.getppid()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.serve)
+        await nursery.start(run_actor, node, "_node", lambda: control, 64)
+        await node.tell(LAUNCHER, NodeHello(name, node.address, os.getpid(), incarnation))
+        with trio.fail_after(cluster.ready_timeout_s):
+            await control.directory_ready.wait()
+
+        async def supervise(*, task_status: trio.TaskStatus[None]) -> None:
+            nonlocal status
+            try:
+                await supervisor.run(task_status=task_status)
+            except SupervisorGaveUp as exc:
+                status = EXIT_GAVE_UP
+                log.error("node_gave_up", error=str(exc))
+                await node.tell(LAUNCHER, NodeGaveUp(name, incarnation, str(exc)))
+                nursery.cancel_scope.cancel()
+                with contextlib.suppress(RuntimeError):  # gave up while starting
+                    task_status.started()
+                return
+            await node.tell(LAUNCHER, NodeIdle(name, incarnation))
+
+        await nursery.start(supervise)
+        await node.tell(LAUNCHER, NodeReady(name, incarnation))
+        log.info("node_ready", address=node.address, pid=os.getpid())
+        nursery.start_soon(_beat, node, incarnation, cluster.heartbeat_interval_s, parent)
+        await control.shutdown_requested.wait()
+        log.info("node_stopping", reason=control.shutdown_reason)
+        with trio.move_on_after(_stop_budget(spec.actors)):
+            await supervisor.shutdown()
+        nursery.cancel_scope.cancel()
+    return status
+
+
+def _stop_budget(actors: Any) -> float:
+    return sum(a.shutdown_timeout_s for a in actors) + 1.0
+
+
+async def _beat(node: Node, incarnation: int, interval: float, parent: int) -> None:
+    beat = Heartbeat(node.name, incarnation)
+    while True:
+        if os.getppid() != parent:
+            # The launcher is gone and PDEATHSIG did not reach us: leave too.
+            os._exit(1)
+        await node.tell(LAUNCHER, beat)
+        await trio.sleep(interval)

@@ -1,0 +1,85 @@
+"""Child OS processes that die with the launcher, awaited from trio.
+
+``trio.lowlevel.open_process`` forks from a worker thread, and Linux delivers
+``PR_SET_PDEATHSIG`` when the *thread* that forked exits, so node processes would be
+signalled whenever trio retires an idle worker thread. Forking here, from the trio
+thread itself, ties each node to the launcher's lifetime instead; exits are awaited
+through a pidfd.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+
+import attrs
+import trio
+
+__all__ = ["ChildProcess", "spawn"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+@attrs.define(eq=False)
+class ChildProcess:
+    """A started child process; any number of tasks may :meth:`wait` for it."""
+
+    popen: subprocess.Popen[bytes]
+    _pidfd: int
+    _done: trio.Event = attrs.field(factory=trio.Event)
+    _waiting: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    async def wait(self) -> int:
+        """Wait for the process to exit and return its status (-N: killed by signal N).
+
+        Cancellation is safe: the process is left running and can be waited for again.
+        """
+        if self._waiting:
+            await self._done.wait()
+        elif not self._done.is_set():
+            self._waiting = True
+            try:
+                await trio.lowlevel.wait_readable(self._pidfd)
+                self.popen.wait()
+                os.close(self._pidfd)
+                self._done.set()
+            finally:
+                self._waiting = False
+        return self.popen.returncode
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the process unless it has already been reaped."""
+        if not self._done.is_set():
+            self.popen.send_signal(sig)
+
+    def kill(self) -> None:
+        """SIGKILL the process unless it has already been reaped."""
+        self.send_signal(signal.SIGKILL)
+
+
+def spawn(command: Sequence[str], *, env: Mapping[str, str]) -> ChildProcess:
+    """Start ``command`` in its own session, set to receive SIGTERM when we die.
+
+    Its own session keeps a terminal's Ctrl-C away from it: the launcher decides the
+    order in which nodes stop.
+    """
+    popen = subprocess.Popen(
+        list(command), env=dict(env), start_new_session=True, preexec_fn=_die_with_parent
+    )
+    return ChildProcess(popen, os.pidfd_open(popen.pid))

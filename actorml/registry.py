@@ -1,0 +1,165 @@
+"""Find a role, protocol or model class by name.
+
+A topology names its parts by *kind*: either a short name registered here
+(``kind = "echo"``) or a dotted path to a user's own class
+(``kind = "mypkg.mymodule:MyProtocol"``). Registrations may be lazy strings, so
+``actorml`` never imports ``actorml.actors`` (or a user's package) until a kind
+is actually resolved.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import attrs
+
+__all__ = ["UnknownKind", "is_valid_kind", "known", "register", "resolve"]
+
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_DOTTED_RE = re.compile(rf"^{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*$")
+
+
+class UnknownKind(LookupError):
+    """A kind that is neither registered nor an importable dotted path.
+
+    Attributes:
+        group: the registry group, e.g. ``"actor"``.
+        kind: the kind that failed to resolve.
+        problem: the one-line explanation (also ``str(err)``).
+    """
+
+    def __init__(self, group: str, kind: str, problem: str) -> None:
+        super().__init__(problem)
+        self.group = group
+        self.kind = kind
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return self.problem
+
+    def __reduce__(self) -> tuple[type[UnknownKind], tuple[str, str, str]]:
+        return (type(self), (self.group, self.kind, self.problem))
+
+
+@attrs.define(eq=False)
+class _Entry:
+    target: str | type
+    resolved: type | None = None
+
+
+# group -> name -> entry; tests may swap this dict out wholesale.
+_groups: dict[str, dict[str, _Entry]] = {}
+
+
+def is_valid_kind(kind: str) -> bool:
+    """Whether ``kind`` is syntactically a registered-style name or a ``pkg.module:Class`` path."""
+    return bool(_NAME_RE.match(kind) or _DOTTED_RE.match(kind))
+
+
+def register(group: str, name: str, target: str | type) -> None:
+    """Register ``target`` as kind ``name`` in ``group``.
+
+    Registering the same target twice is a no-op, so modules may register at import.
+
+    Args:
+        group: e.g. ``"actor"``, ``"protocol"``, ``"model"``; any string is accepted.
+        name: the short kind name, e.g. ``"echo"``.
+        target: the class, or a lazy ``"pkg.module:Class"`` string imported on first resolve.
+
+    Raises:
+        TypeError: ``name`` or ``target`` has the wrong type.
+        ValueError: ``name`` is malformed, ``target`` is a malformed dotted path, or
+            ``name`` is already registered to a different target.
+    """
+    if not isinstance(group, str) or not group:
+        raise TypeError(f"group must be a non-empty string, got {group!r}")
+    if not isinstance(name, str):
+        raise TypeError(f"{group} kind name must be a string, got {name!r}")
+    if not _NAME_RE.match(name):
+        raise ValueError(
+            f"invalid {group} kind name {name!r} (expected a letter followed by letters, "
+            "digits, '_', '.' or '-')"
+        )
+    if isinstance(target, str):
+        if not _DOTTED_RE.match(target):
+            raise ValueError(
+                f"invalid target {target!r} for {group} kind {name!r} "
+                "(expected a dotted path 'pkg.module:Class')"
+            )
+    elif not isinstance(target, type):
+        raise TypeError(
+            f"target for {group} kind {name!r} must be a class or a 'pkg.module:Class' "
+            f"string, got {target!r}"
+        )
+    entries = _groups.setdefault(group, {})
+    existing = entries.get(name)
+    if existing is None:
+        entries[name] = _Entry(target)
+    elif existing.target != target:
+        raise ValueError(
+            f"{group} kind {name!r} is already registered to {_describe(existing.target)}, "
+            f"not {_describe(target)}"
+        )
+
+
+def known(group: str) -> list[str]:
+    """The registered kind names of ``group``, sorted."""
+    return sorted(_groups.get(group, {}))
+
+
+def resolve(group: str, kind: str) -> type:
+    """The class for ``kind``: a registered name or a dotted path ``"pkg.module:Class"``.
+
+    Raises:
+        UnknownKind: the name is not registered, or the module or attribute cannot be
+            imported, or what was found is not a class.
+    """
+    entry = _groups.get(group, {}).get(kind)
+    if entry is not None:
+        if entry.resolved is None:
+            if isinstance(entry.target, type):
+                entry.resolved = entry.target
+            else:
+                entry.resolved = _import(group, kind, entry.target)
+        return entry.resolved
+    if isinstance(kind, str) and ":" in kind:
+        if not _DOTTED_RE.match(kind):
+            raise UnknownKind(
+                group,
+                kind,
+                f"invalid dotted path {kind!r} for {group} kind (expected 'pkg.module:Class')",
+            )
+        return _import(group, kind, kind)
+    names = known(group)
+    expected = f"one of: {', '.join(names)}, or " if names else ""
+    raise UnknownKind(
+        group,
+        str(kind),
+        f"unknown {group} kind {kind!r} (expected {expected}a dotted path 'pkg.module:Class')",
+    )
+
+
+def _import(group: str, kind: str, path: str) -> type:
+    module_name, _, qualname = path.partition(":")
+    where = f"{kind!r}" if kind == path else f"{kind!r} from {path!r}"
+    try:
+        obj: object = importlib.import_module(module_name)
+        for attr in qualname.split("."):
+            obj = getattr(obj, attr)
+    except Exception as exc:  # an import can fail in any way; the user needs to see how
+        raise UnknownKind(
+            group, kind, f"cannot import {group} kind {where} ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(obj, type):
+        raise UnknownKind(
+            group, kind, f"{group} kind {where} is not a class (got {type(obj).__name__})"
+        )
+    return obj
+
+
+def _describe(target: str | type) -> str:
+    if isinstance(target, type):
+        return repr(f"{target.__module__}:{target.__qualname__}")
+    return repr(target)

@@ -1,0 +1,307 @@
+"""Clusters of real node processes: launching, embedding, supervising, stopping."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from actorml import ActorGone, RemoteError
+from actorml.launch import Cluster, ClusterGaveUp, open_cluster
+from actorml.topology import ActorSpec, ClusterSpec, NodeSpec, SupervisorSpec, Topology
+from tests.cluster_actors import Add, Crash, Finish, Get, Total
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+COUNTER = "tests.cluster_actors:Counter"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _topology(
+    tmp_path: Path, *, cluster_strategy: str = "one_for_one", **node_kw: object
+) -> Topology:
+    return Topology(
+        cluster=ClusterSpec(
+            name="t",
+            run_dir=str(tmp_path / "runs"),
+            heartbeat_interval_s=0.2,
+            heartbeat_deadline_s=2.0,
+            supervisor=SupervisorSpec(strategy=cluster_strategy, max_restarts=2, within_s=60.0),
+        ),
+        nodes=(
+            NodeSpec(name="n1", actors=(ActorSpec(name="c1", kind=COUNTER),), **node_kw),  # type: ignore[arg-type]
+            NodeSpec(name="n2", actors=(ActorSpec(name="c2", kind=COUNTER, args={"start": 100}),)),
+        ),
+    )
+
+
+async def _ask_through_restart(cluster: Cluster, name: str, msg: object) -> Any:
+    """Ask, retrying while the actor is between incarnations (OTP: its mailbox died)."""
+    while True:
+        try:
+            return await cluster.ask(name, msg)
+        except ActorGone:
+            await trio.sleep(0.01)
+
+
+def _socket_dirs() -> set[str]:
+    """The launchers' private socket directories now in /tmp."""
+    return {p for p in os.listdir("/tmp") if p.startswith("actorml-") and "bench" not in p}
+
+
+class TestEmbedding:
+    async def test_ask_and_tell_from_host(self, tmp_path: Path) -> None:
+        """A host program talks to actors in node processes with tell and ask."""
+        before = _socket_dirs()
+        with trio.fail_after(60):
+            async with open_cluster(_topology(tmp_path)) as cluster:
+                await cluster.tell("c1", Add(5))
+                await cluster.tell("c2", Add(1))
+                one: Total = await cluster.ask("c1", Get())
+                two: Total = await cluster.ask("c2", Get())
+                pids = [cluster.pid("n1"), cluster.pid("n2")]
+        assert (one.value, two.value) == (5, 101)
+        assert one.pid != two.pid and set(pids) == {one.pid, two.pid}
+        assert not any(_alive(p) for p in pids if p)
+        assert _socket_dirs() - before == set()
+
+    async def test_error_in_block_stops_nodes(self, tmp_path: Path) -> None:
+        """An exception in the host's block still stops every node process."""
+        pids: list[int | None] = []
+        with pytest.raises(KeyError), trio.fail_after(60):
+            async with open_cluster(_topology(tmp_path)) as cluster:
+                pids = [cluster.pid("n1"), cluster.pid("n2")]
+                raise KeyError("boom")
+        assert pids and not any(_alive(p) for p in pids if p)
+
+    async def test_cancel_stops_nodes(self, tmp_path: Path) -> None:
+        """Cancelling the host's block stops every node process."""
+        pids: list[int | None] = []
+        with trio.move_on_after(60) as outer:
+            async with open_cluster(_topology(tmp_path)) as cluster:
+                pids = [cluster.pid("n1"), cluster.pid("n2")]
+                outer.cancel()
+                await trio.sleep_forever()
+        assert outer.cancelled_caught
+        assert pids and not any(_alive(p) for p in pids if p)
+
+    async def test_completion_result(self, tmp_path: Path) -> None:
+        """An actor's ctx.complete() ends cluster.wait() with its summary."""
+        with trio.fail_after(60):
+            async with open_cluster(_topology(tmp_path)) as cluster:
+                await cluster.tell("c2", Finish(7))
+                result = await cluster.wait()
+        assert result == {"completed_by": "c2", "value": 7, "by": "c2"}
+
+    async def test_logs_bind_node_actor_incarnation(self, tmp_path: Path) -> None:
+        """Node logs are JSON lines in the run directory with node, actor and incarnation."""
+        with trio.fail_after(60):
+            async with open_cluster(_topology(tmp_path)) as cluster:
+                with pytest.raises(RemoteError):
+                    await cluster.ask("c1", Crash("logged"))
+                await _ask_through_restart(cluster, "c1", Get())
+                run_dir = cluster.run_dir
+        import json
+
+        events = [
+            json.loads(line) for line in (run_dir / "logs" / "n1.jsonl").read_text().splitlines()
+        ]
+        crashed = [e for e in events if e["event"] == "child_crashed"]
+        assert crashed and crashed[0]["node"] == "n1" and crashed[0]["child"] == "c1"
+        assert crashed[0]["actor"] == "c1" and crashed[0]["incarnation"] > 0
+        assert "RuntimeError('logged')" in crashed[0]["error"]
+        restarted = [e for e in events if e["event"] == "child_restarted"]
+        assert [e["child"] for e in restarted] == ["c1"]
+
+
+class TestSupervision:
+    async def test_crashed_actor_restarts_with_new_incarnation(self, tmp_path: Path) -> None:
+        """An actor that raises is restarted in its node; its state starts afresh."""
+        with trio.fail_after(60):
+            async with open_cluster(_topology(tmp_path)) as cluster:
+                await cluster.tell("c1", Add(3))
+                first: Total = await cluster.ask("c1", Get())
+                with pytest.raises(RemoteError, match="asked to crash"):
+                    await cluster.ask("c1", Crash())
+                second: Total = await _ask_through_restart(cluster, "c1", Get())
+                stats = await cluster.stats("n1")
+        assert second.incarnation != first.incarnation and second.value == 0
+        assert second.pid == first.pid
+        assert stats.restarts == {"c1": 1}
+
+    async def test_stale_incarnation_dropped_across_processes(self, tmp_path: Path) -> None:
+        """A message to the previous incarnation is dropped, counted and refused."""
+        from actorml import ActorRef
+
+        with trio.fail_after(60):
+            async with open_cluster(_topology(tmp_path)) as cluster:
+                first: Total = await cluster.ask("c1", Get())
+                with pytest.raises(RemoteError):
+                    await cluster.ask("c1", Crash())
+                await _ask_through_restart(cluster, "c1", Get())
+                old = ActorRef("n1", "c1", first.incarnation)
+                with pytest.raises(ActorGone, match="was restarted"):
+                    await cluster.ask(old, Get())
+                stats = await cluster.stats("n1")
+        assert stats.counters["dropped_stale"] == 1
+
+    async def test_killed_node_is_restarted(self, tmp_path: Path) -> None:
+        """kill -9 of a node process: the launcher restarts only that node."""
+        with trio.fail_after(90):
+            async with open_cluster(_topology(tmp_path)) as cluster:
+                old_pid, other = cluster.pid("n1"), cluster.pid("n2")
+                assert old_pid is not None
+                os.kill(old_pid, signal.SIGKILL)
+                while cluster.node_restarts.get("n1", 0) < 1:
+                    await trio.sleep(0.05)
+                total: Total = await _ask_through_restart(cluster, "c1", Get())
+                assert total.pid not in (old_pid, None) and cluster.pid("n2") == other
+                assert cluster.procs["n1"].incarnation == 2
+
+    async def test_hung_node_is_judged_dead_by_heartbeat(self, tmp_path: Path) -> None:
+        """A stopped (hung) node misses its heartbeat deadline and is replaced."""
+        with trio.fail_after(90):
+            async with open_cluster(_topology(tmp_path)) as cluster:
+                old_pid = cluster.pid("n2")
+                assert old_pid is not None
+                os.kill(old_pid, signal.SIGSTOP)
+                while cluster.node_restarts.get("n2", 0) < 1:
+                    await trio.sleep(0.05)
+                total: Total = await cluster.ask("c2", Get())
+                assert total.pid != old_pid and not _alive(old_pid)
+                assert cluster.deaths[0][0] == "n2" and "no heartbeat" in cluster.deaths[0][1]
+
+    async def test_one_for_all_restarts_every_node(self, tmp_path: Path) -> None:
+        """With one_for_all at the cluster level, one node's death restarts all nodes."""
+        with trio.fail_after(90):
+            async with open_cluster(_topology(tmp_path, cluster_strategy="one_for_all")) as cluster:
+                pids = {n: cluster.pid(n) for n in ("n1", "n2")}
+                os.kill(pids["n2"] or 0, signal.SIGKILL)
+                while cluster.node_restarts.get("n2", 0) < 1:
+                    await trio.sleep(0.05)
+                assert cluster.node_restarts == {"n1": 1, "n2": 1}
+                assert all(cluster.pid(n) != pids[n] for n in pids)
+                await cluster.ask("c1", Get())
+
+    async def test_cluster_gives_up_after_intensity(self, tmp_path: Path) -> None:
+        """More node deaths than max_restarts within the window end the cluster with an error."""
+        with pytest.raises(ClusterGaveUp, match=r"^cluster gave up: more than 2 node restarts"):
+            with trio.fail_after(120):
+                async with open_cluster(_topology(tmp_path)) as cluster:
+                    for _ in range(3):
+                        restarts = cluster.node_restarts.get("n1", 0)
+                        pid = cluster.pid("n1")
+                        os.kill(pid or 0, signal.SIGKILL)
+                        while (
+                            cluster.node_restarts.get("n1", 0) == restarts and not cluster.failure
+                        ):
+                            await trio.sleep(0.05)
+                    await trio.sleep_forever()
+
+    async def test_node_supervisor_gives_up(self, tmp_path: Path) -> None:
+        """A node whose root supervisor exceeds its intensity exits and is restarted."""
+        topology = _topology(tmp_path, supervisor=SupervisorSpec(max_restarts=1, within_s=60.0))
+        with trio.fail_after(90):
+            async with open_cluster(topology) as cluster:
+                first = cluster.pid("n1")
+                for _ in range(2):
+                    with pytest.raises((RemoteError, ActorGone)):
+                        await cluster.ask("c1", Crash())
+                while cluster.node_restarts.get("n1", 0) < 1:
+                    await trio.sleep(0.05)
+                assert cluster.deaths[0][0] == "n1" and "gave up" in cluster.deaths[0][1]
+                total: Total = await cluster.ask("c1", Get())
+                assert total.pid != first
+
+
+def _run_cli(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "actorml", *args],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, **kw,  # type: ignore[call-overload]
+    )  # fmt: skip
+
+
+class TestCommandLine:
+    def test_up_runs_example(self, tmp_path: Path) -> None:
+        """`actorml up examples/pingpong.toml` runs two processes and prints a summary."""
+        before = _socket_dirs()
+        done = _run_cli("up", "examples/pingpong.toml", "--run-dir", str(tmp_path / "run"))
+        assert done.returncode == 0, done.stderr
+        assert "job complete" in done.stdout and "median_rtt_us" in done.stdout
+        assert f"run directory {tmp_path / 'run'}" in done.stdout
+        assert (tmp_path / "run" / "result.json").exists()
+        assert {p.name for p in (tmp_path / "run" / "logs").iterdir()} == {
+            "launcher.jsonl", "left.jsonl", "right.jsonl"
+        }  # fmt: skip
+        assert _socket_dirs() - before == set()
+
+    @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+    def test_signal_stops_everything(self, tmp_path: Path, signum: int) -> None:
+        """Ctrl-C or SIGTERM to `actorml up` stops every node and leaves no socket."""
+        topology = tmp_path / "t.toml"
+        topology.write_text(
+            f'[cluster]\nname = "sig"\nrun_dir = "{tmp_path}"\n'
+            f'[[node]]\nname = "sig-a"\n[[node.actor]]\nname = "c"\nkind = "{COUNTER}"\n'
+            f'[[node]]\nname = "sig-b"\n[[node.actor]]\nname = "d"\nkind = "{COUNTER}"\n'
+        )
+        before = _socket_dirs()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "actorml", "up", str(topology)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "nodes ready" in line:
+                break
+        found = subprocess.run(
+            ["pgrep", "-f", "actorml node sig-a"], capture_output=True, text=True
+        )
+        node_pids = [int(p) for p in found.stdout.split()]
+        assert len(node_pids) == 1
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signum, err
+        assert "stopped; every node is down" in out
+        assert not _alive(node_pids[0])
+        assert _socket_dirs() - before == set()
+
+    def test_bad_topology_exits_2_with_one_line(self, tmp_path: Path) -> None:
+        """A topology naming an unknown actor kind exits 2 with one line naming the key."""
+        bad = tmp_path / "bad.toml"
+        bad.write_text(
+            '[cluster]\nname = "x"\n[[node]]\nname = "a"\n'
+            '[[node.actor]]\nname = "p"\nkind = "pnger"\n'
+        )
+        for command in ("check", "up"):
+            done = _run_cli(command, str(bad))
+            assert done.returncode == 2
+            assert done.stderr.count("\n") == 1
+            assert done.stderr.startswith(
+                f"error: {bad}:7: node[0].actor[0].kind: unknown actor kind 'pnger'"
+            )
+
+    def test_check_ok(self) -> None:
+        """`actorml check` accepts every example."""
+        for example in sorted((ROOT / "examples").glob("*.toml")):
+            done = _run_cli("check", str(example))
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.startswith("ok: ")
