@@ -26,6 +26,7 @@ import attrs
 import tomli_w
 
 from . import registry
+from .supervisor import Restart, Strategy
 
 __all__ = [
     "ActorSpec",
@@ -81,20 +82,7 @@ def _topology_error(key: str, problem: str, source: str | None, line: int | None
     return TopologyError(key, problem, source=source, line=line)
 
 
-class Strategy(enum.StrEnum):
-    """OTP restart strategy of a supervisor."""
-
-    ONE_FOR_ONE = "one_for_one"
-    ONE_FOR_ALL = "one_for_all"
-    REST_FOR_ONE = "rest_for_one"
-
-
-class Restart(enum.StrEnum):
-    """OTP restart type of a child."""
-
-    PERMANENT = "permanent"
-    TRANSIENT = "transient"
-    TEMPORARY = "temporary"
+# Strategy and Restart are the supervisor's own enums: one object model for both.
 
 
 # -- validation shared by the Python constructors and the TOML loader ------------------
@@ -156,7 +144,7 @@ def _checked(check: Callable[[Any], None]) -> Callable[[Any, Any, Any], None]:
     return validate
 
 
-def _int(minimum: int, maximum: int | None = None) -> Callable[[Any], None]:
+def _int(minimum: Literal[0, 1], maximum: int | None = None) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"expected an integer, got {_describe(value)}")
@@ -165,8 +153,7 @@ def _int(minimum: int, maximum: int | None = None) -> Callable[[Any], None]:
                 f"expected an integer from {minimum} to {maximum}, got {_describe(value)}"
             )
         if value < minimum:
-            what = "a positive" if minimum == 1 else f"an integer >= {minimum}, not a"
-            what = "a non-negative" if minimum == 0 else what
+            what = "a positive" if minimum == 1 else "a non-negative"
             raise ValueError(f"expected {what} integer, got {_describe(value)}")
 
     return check
@@ -301,7 +288,8 @@ def _to_restart(value: Any) -> Any:
 
 def _to_float(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
-        return float(value) if abs(value) < 2**1000 else float("inf") * (1 if value > 0 else -1)
+        with contextlib.suppress(OverflowError):  # a huge int stays an int, still a number
+            return float(value)
     return value
 
 
