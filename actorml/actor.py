@@ -19,14 +19,14 @@ import attrs
 import structlog
 import trio
 
-from .codec import ASK, FAIL, REPLY, Envelope
+from .codec import ASK, FAIL, REPLY, CodecError, Envelope
 from .groups import sole
 from .messages import ActorRef, message
 
 if TYPE_CHECKING:
     from .node import Node
 
-__all__ = ["Ack", "Actor", "ActorContext", "handler"]
+__all__ = ["Ack", "Actor", "ActorContext", "Promise", "handler"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -83,6 +83,29 @@ class Actor:
         await trio.sleep_forever()
 
 
+@attrs.define(eq=False)
+class Promise:
+    """A reply owed to an asker (see :meth:`ActorContext.promise`)."""
+
+    node: Node
+    request: Envelope | None
+    done: bool = False
+
+    async def resolve(self, reply: object) -> None:
+        """Send the reply (once; later calls do nothing)."""
+        if self.done or self.request is None or self.request.kind != ASK:
+            return
+        self.done = True
+        await self.node.reply(self.request, REPLY, Ack() if reply is None else reply)
+
+    async def fail(self, error: BaseException) -> None:
+        """Answer with an error: the asker gets RemoteError."""
+        if self.done or self.request is None or self.request.kind != ASK:
+            return
+        self.done = True
+        await self.node.reply(self.request, FAIL, (type(error).__name__, str(error)))
+
+
 class ActorGone(Exception):
     """The addressed actor does not exist or was restarted since the address was made."""
 
@@ -111,6 +134,16 @@ class ActorContext:
     ref: ActorRef
     log: Any
     _mailbox: trio.MemorySendChannel[Envelope] | None = None
+    _current: Envelope | None = None
+
+    def promise(self) -> Promise:
+        """Answer the ask being handled later: return this from the handler, then
+        ``await promise.resolve(reply)`` (from any later handler or task).
+
+        This is how a handler waits for something without blocking the actor's
+        mailbox (a barrier answering each worker once the slowest arrives).
+        """
+        return Promise(self.node, self._current)
 
     def locate(self, target: ActorRef | str) -> ActorRef:
         """An address for ``target``: a ref as it is, or an actor name in the cluster."""
@@ -135,6 +168,26 @@ class ActorContext:
             ActorGone: no such actor, or it was restarted since ``target`` was made.
         """
         return await self.node.ask(target, msg, timeout=timeout, sender=self.ref)
+
+    async def ask_when_up(
+        self, target: ActorRef | str, msg: object, *, within_s: float | None = None
+    ) -> Any:
+        """Ask, retrying while ``target`` does not exist yet (it may still be starting).
+
+        Raises:
+            ActorGone: ``target`` did not appear within ``within_s`` seconds (default:
+                the ask timeout).
+            AskTimeout, RemoteError: as :meth:`ask`.
+        """
+        limit = self.node.ask_timeout_s if within_s is None else within_s
+        deadline = trio.current_time() + limit
+        while True:
+            try:
+                return await self.ask(target, msg)
+            except ActorGone:
+                if trio.current_time() >= deadline:
+                    raise
+                await trio.sleep(0.02)
 
     async def complete(self, **result: Any) -> None:
         """Tell the launcher the job is done, with a summary it prints and saves."""
@@ -209,6 +262,7 @@ async def _serve_mailbox(
                 problem = f"{actor.ctx.ref} has no handler for {type(body).__name__}"
                 await node.reply(env, FAIL, ("Unhandled", problem))
             continue
+        actor.ctx._current = env
         try:
             result = await getattr(actor, name)(body)
         except Exception as exc:
@@ -216,6 +270,20 @@ async def _serve_mailbox(
                 with trio.CancelScope(shield=True):
                     await node.reply(env, FAIL, (type(exc).__name__, str(exc)))
             raise
-        if env.kind == ASK:
-            await node.reply(env, REPLY, Ack() if result is None else result)
+        if env.kind == ASK and not isinstance(result, Promise):
+            await _answer(node, actor, env, Ack() if result is None else result)
     scope.cancel()
+
+
+async def _answer(node: Node, actor: Actor, env: Envelope, reply: object) -> None:
+    """Send a handler's reply; a reply that cannot travel fails the ask instead.
+
+    The actor keeps running: the fault is in one answer, not in its state.
+    """
+    try:
+        await node.reply(env, REPLY, reply)
+    except CodecError as exc:
+        actor.ctx.log.error("reply_unencodable", reply=type(reply).__name__, error=str(exc))
+        await node.reply(env, FAIL, ("CodecError", f"reply {type(reply).__name__}: {exc}"))
+    except LookupError as exc:  # the asker's node is not in the directory
+        actor.ctx.log.warning("reply_undeliverable", to=str(env.sender), error=str(exc))

@@ -4,16 +4,36 @@ from __future__ import annotations
 
 from . import registry
 
-_ACTORS = {
-    "pinger": "actorml.actors.pingpong:Pinger",
-    "ponger": "actorml.actors.pingpong:Ponger",
+_KINDS = {
+    "actor": {
+        "pinger": "actorml.actors.pingpong:Pinger",
+        "ponger": "actorml.actors.pingpong:Ponger",
+        "scheduler": "actorml.actors.scheduler:Scheduler",
+        "shard": "actorml.actors.shard:Shard",
+        "worker": "actorml.actors.worker:Worker",
+    },
+    "protocol": {
+        "asp": "actorml.protocols.asp:ASP",
+        "bsp": "actorml.protocols.bsp:BSP",
+        "essp": "actorml.protocols.essp:ESSP",
+        "ssp": "actorml.protocols.ssp:SSP",
+    },
+    # Top-level topology tables a training job adds (see actorml.actors.job).
+    "section": {
+        "data": "actorml.actors.job:DataSection",
+        "job": "actorml.actors.job:JobSection",
+        "model": "actorml.actors.job:ModelSection",
+        "optimizer": "actorml.actors.job:OptimizerSection",
+        "protocol": "actorml.actors.job:ProtocolSection",
+    },
 }
 
 
 def register_builtins() -> None:
     """Register every built-in kind; safe to call more than once."""
-    for name, target in _ACTORS.items():
-        registry.register("actor", name, target)
+    for group, kinds in _KINDS.items():
+        for name, target in kinds.items():
+            registry.register(group, name, target)
 
 
 register_builtins()

@@ -147,7 +147,7 @@ def encode(envelope: Envelope) -> Frame:
         if isinstance(exc, CodecError):
             raise
         raise CodecError("unencodable", str(exc)) from exc
-    descs = []
+    descs: list[list[Any]] = []
     offset = 0
     for array in arrays:
         descs.append([array.dtype.str, list(array.shape), offset])

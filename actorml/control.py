@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import trio
 
-from .actor import Actor, handler
+from .actor import Actor, Promise, handler
 from .messages import message
 from .node import JobComplete, Node
 
@@ -100,6 +100,7 @@ class NodeControl(Actor):
     directory_ready: trio.Event = attrs.field(factory=trio.Event)
     shutdown_requested: trio.Event = attrs.field(factory=trio.Event)
     shutdown_reason: str = ""
+    stopped: list[Promise] = attrs.field(factory=list)
 
     @handler
     async def directory(self, msg: Directory) -> None:
@@ -110,9 +111,13 @@ class NodeControl(Actor):
         self.directory_ready.set()
 
     @handler
-    async def shutdown(self, msg: Shutdown) -> None:
+    async def shutdown(self, msg: Shutdown) -> Promise:
+        """Answered once this node's actors have all stopped (see ``run_node_process``)."""
         self.shutdown_reason = msg.reason
         self.shutdown_requested.set()
+        promise = self.ctx.promise()
+        self.stopped.append(promise)
+        return promise
 
     @handler
     async def stats(self, msg: GetStats) -> Stats:

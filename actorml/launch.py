@@ -27,7 +27,7 @@ import attrs
 import structlog
 import trio
 
-from .actor import run_actor
+from .actor import ActorGone, AskTimeout, run_actor
 from .control import (
     Directory,
     GetStats,
@@ -42,7 +42,7 @@ from .control import (
 )
 from .groups import sole
 from .messages import ActorRef
-from .node import LAUNCHER_NODE, JobComplete, Node
+from .node import LAUNCHER_NODE, JobComplete, Node, UnknownNode
 from .nodeproc import node_address, placement
 from .process import ChildProcess, spawn
 from .supervisor import RestartIntensity, Strategy
@@ -185,6 +185,10 @@ class Cluster:
         env = dict(os.environ)
         # A node imports actor kinds by dotted path: let it import what the launcher can.
         env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), *(p for p in sys.path if p)])
+        # Many node processes share few cores: one BLAS/OpenMP thread each, unless the
+        # user chose otherwise (two threads per process made small products 30x slower).
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, "1")
         proc.process = spawn(self._command(name, proc.incarnation), env=env)
         self.log.info("node_started", node=name, pid=proc.pid, incarnation=proc.incarnation)
         self._nursery.start_soon(self._watch, proc)
@@ -254,13 +258,29 @@ class Cluster:
             self.log.info("nodes_restarted", nodes=again, strategy=strategy.value)
 
     async def _stop_node(self, proc: NodeProcess) -> None:
-        """Ask a node to stop; SIGTERM it after its timeout, SIGKILL after another."""
+        """Stop one node: ask it to stop its actors, then reap its process."""
+        await self._request_stop(proc)
+        await self._reap(proc)
+
+    async def _request_stop(self, proc: NodeProcess) -> None:
+        """Ask a node to stop its actors; returns once they have (or its timeout passed)."""
         proc.expected_exit = True
         if proc.process is None or proc.exited.is_set():
             return
         timeout = self.topology.cluster.supervisor.shutdown_timeout_s
-        with trio.move_on_after(min(1.0, timeout)):
-            await self.node.tell(ActorRef(proc.name, "_node"), Shutdown("launcher"))
+        with trio.move_on_after(timeout):
+            try:
+                await self.node.ask(
+                    ActorRef(proc.name, "_node"), Shutdown("launcher"), timeout=timeout
+                )
+            except (ActorGone, AskTimeout, UnknownNode):
+                pass  # it is gone or hung: reaping deals with it
+
+    async def _reap(self, proc: NodeProcess) -> None:
+        """Wait for the process to exit; SIGTERM it after the timeout, SIGKILL after another."""
+        if proc.process is None:
+            return
+        timeout = self.topology.cluster.supervisor.shutdown_timeout_s
         for sig in (None, signal.SIGTERM, signal.SIGKILL):
             if sig is not None:
                 self.log.warning("node_signalled", node=proc.name, signal=sig.name)
@@ -293,11 +313,14 @@ class Cluster:
             body.cancel()
 
     async def _shutdown(self) -> None:
+        """Stop the nodes' actors in reverse topology order, then reap every process."""
         self._stopping = True
-        for spec in reversed(self.topology.nodes):
-            proc = self.procs.get(spec.name)
-            if proc is not None:
-                await self._stop_node(proc)
+        procs = [self.procs[s.name] for s in reversed(self.topology.nodes) if s.name in self.procs]
+        for proc in procs:
+            await self._request_stop(proc)
+        async with trio.open_nursery() as nursery:
+            for proc in procs:
+                nursery.start_soon(self._reap, proc)
         self.log.info("cluster_stopped", run_dir=str(self.run_dir))
 
 
@@ -329,7 +352,9 @@ async def open_cluster(
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(topology)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "topology.toml").write_text(topology.to_toml(), encoding="utf-8")
-    socket_dir = Path(tempfile.mkdtemp(prefix="actorml-", dir="/tmp"))
+    # ipc paths must stay short (about 100 bytes), hence /tmp rather than the run dir.
+    socket_root = os.environ.get("ACTORML_SOCKET_ROOT", "/tmp")
+    socket_dir = Path(tempfile.mkdtemp(prefix="actorml-", dir=socket_root))
     cluster_spec = topology.cluster
     node = Node(
         LAUNCHER_NODE,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -77,6 +78,7 @@ class Node:
         placement: actor name -> node name, so actors can be addressed by name.
         incarnation: this node process's incarnation (1 for the first start).
         force_codec: encode and decode even local messages (tests use this).
+        run_dir: where this run's files go (logs, metrics, results), if anywhere.
     """
 
     name: str
@@ -88,6 +90,7 @@ class Node:
     ask_timeout_s: float = 10.0
     max_frame_size: int | None = None
     force_codec: bool = False
+    run_dir: Path | None = None
     stats: NodeStats = attrs.field(factory=NodeStats)
     log: Any = attrs.field(factory=lambda: structlog.get_logger())
     _cells: dict[str, tuple[ActorRef, trio.MemorySendChannel[Envelope]]] = attrs.field(

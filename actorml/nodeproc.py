@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,25 @@ def placement(topology: Topology) -> dict[str, str]:
     return {a.name: n.name for n in topology.nodes for a in n.actors}
 
 
-def actor_child(node: Node, spec: ActorSpec, default_mailbox: int) -> ChildSpec:
-    """A supervisor child that runs the actor ``spec`` describes on ``node``."""
+def actor_child(
+    node: Node,
+    spec: ActorSpec,
+    default_mailbox: int,
+    *,
+    on_create: Callable[[str, Actor], object] | None = None,
+) -> ChildSpec:
+    """A supervisor child that runs the actor ``spec`` describes on ``node``.
+
+    ``on_create(name, instance)`` is called with every new incarnation (tests use it).
+    """
     cls = registry.resolve("actor", spec.kind)
     args = dict(spec.args)
 
     def factory() -> Actor:
-        return cls(**args)  # type: ignore[no-any-return]
+        actor: Actor = cls(**args)
+        if on_create is not None:
+            on_create(spec.name, actor)
+        return actor
 
     return ChildSpec(
         name=spec.name,
@@ -96,6 +109,7 @@ async def run_node_process(
         incarnation=incarnation,
         ask_timeout_s=cluster.ask_timeout_s,
         max_frame_size=cluster.recv_max_size,
+        run_dir=run_dir,
         log=log,
     )
     supervisor = Supervisor(
@@ -137,6 +151,8 @@ async def run_node_process(
         log.info("node_stopping", reason=control.shutdown_reason)
         with trio.move_on_after(_stop_budget(spec.actors)):
             await supervisor.shutdown()
+        for promise in control.stopped:
+            await promise.resolve(None)  # the launcher may stop the next node now
         nursery.cancel_scope.cancel()
     return status
 

@@ -63,6 +63,13 @@ def _delay_range(
         )
 
 
+def _as_range(value: Iterable[float]) -> tuple[float, float]:
+    pair = tuple(value)
+    if len(pair) != 2:
+        raise ValueError(f"delay must be (low, high) seconds, got {value!r}")
+    return (float(pair[0]), float(pair[1]))
+
+
 def _check_address(address: str) -> str:
     if not address.startswith(SCHEME) or len(address) == len(SCHEME):
         raise ValueError(
@@ -84,7 +91,7 @@ class LinkFaults:
     drop: float = attrs.field(default=0.0, validator=_probability)
     duplicate: float = attrs.field(default=0.0, validator=_probability)
     delay: tuple[float, float] = attrs.field(
-        default=(0.0, 0.0), converter=tuple, validator=_delay_range
+        default=(0.0, 0.0), converter=_as_range, validator=_delay_range
     )
 
 
@@ -236,7 +243,7 @@ class MemoryNetwork:
     drop: float = attrs.field(default=0.0, validator=_probability)
     duplicate: float = attrs.field(default=0.0, validator=_probability)
     delay: tuple[float, float] = attrs.field(
-        default=(0.0, 0.0), converter=tuple, validator=_delay_range
+        default=(0.0, 0.0), converter=_as_range, validator=_delay_range
     )
     capacity: int = attrs.field(default=16)
     stats: NetworkStats = attrs.field(factory=NetworkStats)

@@ -310,14 +310,36 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _section(name: str) -> SectionValidator | None:
+    """The validator of section ``name``: registered here, or a registry "section" kind.
+
+    A registry section is a class with a ``validate(table, key_path)`` static method and
+    optionally ``expand(data) -> data``, which may add ``[[node]]`` entries (a ``[job]``
+    section generating its scheduler, shard and worker nodes). Registry sections are
+    imported only when a topology uses them.
+    """
+    validator = _sections.get(name)
+    if validator is None and name in registry.known("section"):
+        cls = registry.resolve("section", name)
+        validator = _sections[name] = cls.validate
+        expand = getattr(cls, "expand", None)
+        if expand is not None:
+            _expanders[name] = expand
+    return validator
+
+
+def _valid_sections() -> set[str]:
+    return {"cluster", "node", *_sections, *registry.known("section")}
+
+
 def _to_extra(value: Any) -> Any:
     if not isinstance(value, Mapping):
         return value
     out: dict[str, Any] = {}
     for name, table in value.items():
-        validator = _sections.get(name)
+        validator = _section(name)
         if validator is None:
-            valid = sorted({"cluster", "node", *_sections})
+            valid = sorted(_valid_sections())
             raise TopologyError(_join("", str(name)), _unknown(str(name), valid))
         if not isinstance(table, Mapping):
             raise TopologyError(name, f"expected a table, got {_describe(table)}")
@@ -448,6 +470,7 @@ class ClusterSpec:
 # -- extra top-level tables ------------------------------------------------------------
 
 _sections: dict[str, SectionValidator] = {}
+_expanders: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 def register_section(name: str, validator: SectionValidator) -> None:
@@ -681,10 +704,13 @@ class _Loader:
     def load(self, data: Any) -> Topology:
         if not isinstance(data, Mapping):
             raise self.error("", f"expected a table at the top level, got {_describe(data)}")
-        valid = {"cluster", "node", *_sections}
+        valid = _valid_sections()
         for key in data:
             if key not in valid:
                 raise self.error(_join("", str(key)), _unknown(str(key), valid))
+        for key in list(data):
+            if key not in ("cluster", "node") and _section(key) and key in _expanders:
+                data = _expanders[key](dict(data))
         if "cluster" not in data:
             raise self.error(
                 "cluster", "missing required table (expected [cluster] with at least a name)"

@@ -17,6 +17,7 @@ import attrs
 import pynng
 import trio
 from pynng._nng import ffi, lib
+from pynng.exceptions import check_err
 
 from .codec import Frame
 
@@ -62,6 +63,14 @@ class Transport(Protocol):
 # --- nng ------------------------------------------------------------------------
 
 
+def _own_buffer(msg: Any) -> Any:
+    """A cffi buffer over the body of nng message ``msg`` that frees it when collected."""
+    size = lib.nng_msg_len(msg)
+    body = ffi.cast("char *", lib.nng_msg_body(msg))
+    owner = ffi.gc(body, lambda _: lib.nng_msg_free(msg))
+    return ffi.buffer(owner, size)
+
+
 def _steal_buffer(message: pynng.Message) -> Any:
     """A cffi buffer over the message body that frees the nng message when collected.
 
@@ -71,14 +80,11 @@ def _steal_buffer(message: pynng.Message) -> Any:
     msg = message._nng_msg
     with message._mem_freed_lock:
         message._mem_freed = True
-    size = lib.nng_msg_len(msg)
-    body = ffi.cast("char *", lib.nng_msg_body(msg))
-    owner = ffi.gc(body, lambda _: lib.nng_msg_free(msg))
-    return ffi.buffer(owner, size)
+    return _own_buffer(msg)
 
 
-def _make_message(frame: Frame) -> pynng.Message:
-    """An nng message holding ``frame``, written straight into nng's own buffer."""
+def _alloc_message(frame: Frame) -> Any:
+    """A raw ``nng_msg *`` holding ``frame``, written straight into nng's own buffer."""
     msg_p = ffi.new("nng_msg **")
     rv = lib.nng_msg_alloc(msg_p, frame.size)
     if rv != 0:
@@ -86,22 +92,56 @@ def _make_message(frame: Frame) -> pynng.Message:
     msg = msg_p[0]
     body = ffi.buffer(ffi.cast("char *", lib.nng_msg_body(msg)), frame.size)
     frame.write_into(memoryview(body))
-    return pynng.Message(msg)
+    return msg
+
+
+def _make_message(frame: Frame) -> pynng.Message:
+    """An nng message holding ``frame``, written straight into nng's own buffer."""
+    return pynng.Message(_alloc_message(frame))
+
+
+# pynng's async calls complete on an nng thread that hands the result to trio through
+# ``run_sync_soon``: two thread hand-offs per message, most of a small round trip. So
+# both ends try a non-blocking call first, done on the calling thread, and only wait
+# when nng cannot take or give a message at once: the inbox on the socket's receive
+# fd (polled by trio itself), the outbox in pynng's ``asend_msg`` (backpressure).
 
 
 @attrs.define(eq=False)
 class _NngInbox:
     address: str
     socket: pynng.Pull0
+    _fd: int = attrs.field(init=False)
+    _msg_p: Any = attrs.field(init=False, factory=lambda: ffi.new("nng_msg **"))
+
+    def __attrs_post_init__(self) -> None:
+        self._fd = self.socket.recv_fd
 
     async def receive(self) -> Any:
-        try:
-            message = await self.socket.arecv_msg()
-        except pynng.Closed as exc:
-            raise TransportClosed(self.address) from exc
-        return _steal_buffer(message)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
+        while True:
+            rv = lib.nng_recvmsg(self.socket.socket, self._msg_p, lib.NNG_FLAG_NONBLOCK)
+            if rv == 0:
+                buffer = _own_buffer(self._msg_p[0])
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return buffer
+            if rv == lib.NNG_ECLOSED:
+                raise TransportClosed(self.address)
+            if rv != lib.NNG_EAGAIN:
+                check_err(rv)
+            try:
+                await trio.lowlevel.wait_readable(self._fd)
+            except trio.ClosedResourceError as exc:
+                raise TransportClosed(self.address) from exc
+            waited = True
 
     def close(self) -> None:
+        try:
+            trio.lowlevel.notify_closing(self._fd)  # wakes a receive() waiting on the fd
+        except RuntimeError:
+            pass  # not in trio: nobody can be waiting
         self.socket.close()
 
 
@@ -109,13 +149,28 @@ class _NngInbox:
 class _NngOutbox:
     address: str
     socket: pynng.Push0
+    _waiting: int = attrs.field(default=0, init=False)
 
     async def send(self, frame: Frame) -> None:
-        message = _make_message(frame)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        msg = _alloc_message(frame)
+        if not self._waiting:  # never overtake a frame already waiting to be sent
+            rv = lib.nng_sendmsg(self.socket.socket, msg, lib.NNG_FLAG_NONBLOCK)
+            if rv == 0:  # nng owns the message now
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            if rv != lib.NNG_EAGAIN:
+                lib.nng_msg_free(msg)
+                if rv == lib.NNG_ECLOSED:
+                    raise TransportClosed(self.address)
+                check_err(rv)
+        self._waiting += 1
         try:
-            await self.socket.asend_msg(message)
+            await self.socket.asend_msg(pynng.Message(msg))
         except pynng.Closed as exc:
             raise TransportClosed(self.address) from exc
+        finally:
+            self._waiting -= 1
 
     def close(self) -> None:
         self.socket.close()

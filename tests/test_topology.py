@@ -243,8 +243,11 @@ class TestErrors:
             load(text)
 
     def test_unknown_top_level_table(self, sections: None) -> None:
-        """An unregistered top-level table is an unknown option."""
-        msg = "<string>:6: protocl: unknown option (valid options: cluster, node)"
+        """An unknown top-level table is an unknown option, naming the sections there are."""
+        msg = (
+            "<string>:6: protocl: unknown option (did you mean 'protocol'?) "
+            "(valid options: cluster, data, job, model, node, optimizer, protocol)"
+        )
         with pytest.raises(TopologyError, match=exact(msg)):
             load(MINIMAL + '[protocl]\nkind = "ssp"\n')
 

@@ -1,0 +1,163 @@
+"""What workers, shard servers and the scheduler say to each other.
+
+Row payloads travel as lists (one entry per table) of numpy arrays, so one message
+per shard carries every table's rows for a clock.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from actorml import message
+
+__all__ = [
+    "Assignment",
+    "Done",
+    "GetLayout",
+    "GetTables",
+    "JoinJob",
+    "Layout",
+    "Progress",
+    "Pull",
+    "Push",
+    "PushAck",
+    "Rows",
+    "RowsUpdate",
+    "StopTraining",
+    "Tables",
+]
+
+
+@message("ps.pull")
+class Pull:
+    """Read rows. ``rows[i]`` are global row ids of ``tables[i]`` (None: all this shard has)."""
+
+    worker: str
+    tables: list[str]
+    rows: list[np.ndarray | None]
+
+
+@message("ps.rows")
+class Rows:
+    """Rows as the shard has them now.
+
+    ``applied`` maps each worker to the highest clock whose push this shard has applied;
+    ``version`` counts the pushes the shard applied, so a cache never lets an older
+    answer overwrite a newer one.
+    """
+
+    tables: list[str]
+    rows: list[np.ndarray]
+    values: list[np.ndarray]
+    applied: dict[str, int]
+    version: int
+
+
+@message("ps.push")
+class Push:
+    """Gradients for rows, stamped with the worker's clock; ``seq`` makes retries idempotent."""
+
+    worker: str
+    incarnation: int
+    seq: int
+    clock: int
+    tables: list[str]
+    rows: list[np.ndarray | None]
+    grads: list[np.ndarray]
+
+
+@message("ps.push_ack")
+class PushAck:
+    """The push is applied (or was already); carries the updated rows back."""
+
+    seq: int
+    duplicate: bool
+    rows: Rows
+
+
+@message("ps.rows_update")
+class RowsUpdate:
+    """ESSP: fresh rows a shard pushes to a reader when the slowest clock advances."""
+
+    shard: str
+    min_clock: int
+    rows: Rows
+
+
+@message("ps.get_tables")
+class GetTables:
+    pass
+
+
+@message("ps.tables")
+class Tables:
+    """A shard's whole slice of every table (for evaluation and checkpoints)."""
+
+    shard: str
+    tables: list[str]
+    rows: list[np.ndarray]
+    values: list[np.ndarray]
+    applied: dict[str, int]
+    version: int
+    pushes_applied: int
+    pushes_duplicate: int
+
+
+@message("ps.join_job")
+class JoinJob:
+    worker: str
+    incarnation: int
+
+
+@message("ps.assignment")
+class Assignment:
+    """Which part of the training data a worker owns and how long it trains."""
+
+    part: int
+    n_parts: int
+    clocks_per_epoch: int
+    total_clocks: int
+    start_clock: int
+
+
+@message("ps.progress")
+class Progress:
+    """One worker's clock: what it computed and how long it waited."""
+
+    worker: str
+    clock: int
+    loss: float
+    samples: int
+    compute_s: float
+    wait_s: float
+    staleness: int
+
+
+@message("ps.done")
+class Done:
+    worker: str
+    clocks: int
+
+
+@message("ps.stop_training")
+class StopTraining:
+    reason: str = "target reached"
+
+
+@message("ps.get_layout")
+class GetLayout:
+    pass
+
+
+@message("ps.layout")
+class Layout:
+    """What every role needs to build the same model and tables as the scheduler."""
+
+    model: dict[str, object]
+    optimizer: dict[str, object]
+    data: dict[str, object]
+    n_features: int
+    n_classes: int
+    shards: list[str]
+    seed: int
+    batch_size: int

@@ -1,0 +1,57 @@
+"""Which shard holds which rows of which table.
+
+Dense tables are split by row range (shard ``k`` holds one contiguous block); tables
+declared sparse (one row per input feature, touched a few rows at a time) are split by
+hash (row ``r`` lives on shard ``r % n``), which spreads hot features across shards.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+from actorml.models.base import TableSpec
+
+__all__ = ["TableMap"]
+
+
+@attrs.frozen
+class TableMap:
+    """The table -> shard map of one job."""
+
+    specs: tuple[TableSpec, ...]
+    shards: tuple[str, ...]
+
+    def spec(self, table: str) -> TableSpec:
+        for spec in self.specs:
+            if spec.name == table:
+                return spec
+        raise KeyError(f"no table {table!r} (tables: {', '.join(s.name for s in self.specs)})")
+
+    def owned(self, table: str, shard: int) -> np.ndarray:
+        """Global ids of the rows shard ``shard`` holds, in its local order."""
+        spec, n = self.spec(table), len(self.shards)
+        if spec.sparse:
+            return np.arange(shard, spec.rows, n, dtype=np.int64)
+        bounds = self._bounds(spec.rows)
+        return np.arange(bounds[shard], bounds[shard + 1], dtype=np.int64)
+
+    def local(self, table: str, shard: int, rows: np.ndarray) -> np.ndarray:
+        """Local positions on shard ``shard`` of global ``rows`` it owns."""
+        spec, n = self.spec(table), len(self.shards)
+        if spec.sparse:
+            return rows // n
+        return rows - self._bounds(spec.rows)[shard]
+
+    def split(self, table: str, rows: np.ndarray | None) -> list[tuple[int, np.ndarray | None]]:
+        """``rows`` (None: all) grouped by owning shard, as (shard, global rows or None)."""
+        n = len(self.shards)
+        if rows is None:
+            return [(k, None) for k in range(n)]
+        spec = self.spec(table)
+        owner = (
+            rows % n if spec.sparse else np.searchsorted(self._bounds(spec.rows), rows, "right") - 1
+        )
+        return [(k, rows[owner == k]) for k in range(n) if np.any(owner == k)]
+
+    def _bounds(self, rows: int) -> np.ndarray:
+        return np.linspace(0, rows, len(self.shards) + 1).astype(np.int64)

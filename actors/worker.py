@@ -1,0 +1,244 @@
+"""A data-parallel worker: gate, pull what is stale, compute, push, tick.
+
+Per clock ``c`` a worker asks the protocol actor whether it may proceed
+(:class:`MayRead`), pulls the rows its cache cannot serve fresh enough, computes the
+mini-batch gradient in a thread (numba kernels release the GIL, so the node keeps
+answering while it computes), pushes the gradients to the shards (whose
+acknowledgements bring the updated rows back: read-my-writes), and only then ticks the
+protocol to ``c + 1``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import attrs
+import numpy as np
+import trio
+from actorml.models import load_dataset
+from actorml.models.base import Model, localize, take_rows
+from actorml.models.data import partition
+from actorml.protocols.contract import Join, Leave, MayRead, ReadOk, Tick
+
+from actorml import Actor, handler
+from actorml.groups import sole
+
+from .cache import RowCache
+from .config import build_model, build_table_map
+from .messages import (
+    Assignment,
+    Done,
+    GetLayout,
+    JoinJob,
+    Layout,
+    Progress,
+    Pull,
+    Push,
+    PushAck,
+    Rows,
+    RowsUpdate,
+    StopTraining,
+)
+from .tables import TableMap
+
+__all__ = ["Worker"]
+
+
+@attrs.define(eq=False)
+class Worker(Actor):
+    """One worker of a data-parallel job.
+
+    Args:
+        scheduler: the scheduler actor's name.
+        protocol: the protocol actor's name.
+        slowdown: wall time per clock multiplied by this (3.0: a straggler).
+        jitter_s: up to this many extra seconds per clock, uniformly at random.
+        delay_s: this many extra seconds every clock (a straggler on a fast model).
+        wait_timeout_s: the longest a worker waits for permission to proceed.
+    """
+
+    scheduler: str = "scheduler"
+    protocol: str = "protocol"
+    slowdown: float = 1.0
+    jitter_s: float = 0.0
+    delay_s: float = 0.0
+    wait_timeout_s: float = 300.0
+    reads: list[tuple[int, dict[str, int]]] = attrs.field(init=False, factory=list)
+    stopped: bool = attrs.field(init=False, default=False)
+    _cache: RowCache | None = attrs.field(init=False, default=None)
+    _map: TableMap | None = attrs.field(init=False, default=None)
+    _computing: bool = attrs.field(init=False, default=False)
+    _deferred: list[tuple[Rows, int]] = attrs.field(init=False, factory=list)
+    _seq: int = attrs.field(init=False, default=0)
+
+    @handler
+    async def rows_update(self, msg: RowsUpdate) -> None:
+        """ESSP: a shard pushed fresh rows; keep them (after the current compute)."""
+        if self._cache is None:
+            return
+        if self._computing:
+            self._deferred.append((msg.rows, msg.min_clock))
+        else:
+            self._cache.store(msg.rows, msg.min_clock)
+
+    @handler
+    async def stop_training(self, msg: StopTraining) -> None:
+        self.stopped = True
+
+    async def run(self) -> None:
+        me, inc = self.ctx.ref.name, self.ctx.ref.incarnation
+        layout: Layout = await self.ctx.ask_when_up(self.scheduler, GetLayout(), within_s=120)
+        model = build_model(layout)
+        self._map = build_table_map(layout, model)
+        self._cache = RowCache.empty(tuple(model.tables()))
+        data = dict(layout.data)
+        dataset = await trio.to_thread.run_sync(lambda: load_dataset(**data))
+        job: Assignment = await self.ctx.ask(self.scheduler, JoinJob(me, inc))
+        joined = await self.ctx.ask(self.protocol, Join(me, inc))
+        block = partition(dataset.y_train.shape[0], job.n_parts, job.part)
+        X, y = (
+            take_rows(dataset.X_train, np.arange(block.start, block.stop)),
+            dataset.y_train[block],
+        )
+        rng = np.random.default_rng(layout.seed * 7919 + job.part)
+        clock = max(job.start_clock, joined.clock)
+        order = rng.permutation(y.shape[0])
+        batch = layout.batch_size
+        self.ctx.log.info("worker_started", part=job.part, rows=y.shape[0], clock=clock)
+        while clock < job.total_clocks and not self.stopped:
+            step = clock % job.clocks_per_epoch
+            if step == 0 and clock:
+                order = rng.permutation(y.shape[0])
+            idx = order[step * batch : (step + 1) * batch]
+            if idx.size == 0:
+                idx = order[:batch]
+            await self._clock(model, clock, take_rows(X, idx), y[idx], me, inc)
+            clock += 1
+        await self.ctx.tell(self.protocol, Leave(me, "finished"))
+        await self.ctx.tell(self.scheduler, Done(me, clock))
+
+    async def _clock(
+        self, model: Model, clock: int, Xb: Any, yb: np.ndarray, me: str, inc: int
+    ) -> None:
+        assert self._cache is not None and self._map is not None
+        began = time.perf_counter()
+        with trio.fail_after(self.wait_timeout_s):
+            ok: ReadOk = await self.ctx.ask(
+                self.protocol, MayRead(me, inc, clock), timeout=self.wait_timeout_s
+            )
+        rows, X_local = localize(model, Xb)
+        await self._pull_stale(rows, ok)
+        waited = time.perf_counter() - began
+        seen = self._cache.applied(rows)
+        self.reads.append((clock, seen))
+        params = {
+            name: self._cache.values[name] if ids is None else self._cache.values[name][ids]
+            for name, ids in rows.items()
+        }
+        self._computing = True
+        t0 = time.perf_counter()
+        try:
+            loss, grads = await trio.to_thread.run_sync(model.gradient, params, X_local, yb)
+        finally:
+            self._computing = False
+        compute = time.perf_counter() - t0
+        for answer, stamp in self._deferred:
+            self._cache.store(answer, stamp)
+        self._deferred.clear()
+        extra = compute * (self.slowdown - 1.0) + self.delay_s
+        if self.jitter_s:
+            extra += float(np.random.default_rng().uniform(0, self.jitter_s))
+        if extra > 0:
+            await trio.sleep(extra)
+        await self._push(clock, rows, grads, ok, me, inc)
+        await self.ctx.tell(self.protocol, Tick(me, inc, clock + 1))
+        others = [v for w, v in seen.items() if w != me]
+        staleness = max(0, clock - 1 - min(others)) if others else 0
+        await self.ctx.tell(
+            self.scheduler,
+            Progress(me, clock, float(loss), int(yb.shape[0]), compute, waited, staleness),
+        )
+        if clock % 64 == 0:
+            self._cache.prune()
+
+    async def _pull_stale(self, rows: dict[str, np.ndarray | None], ok: ReadOk) -> None:
+        assert self._cache is not None and self._map is not None
+        cache, tmap = self._cache, self._map
+        wanted: dict[int, tuple[list[str], list[np.ndarray | None]]] = {}
+        for name, ids in rows.items():
+            for shard, part in tmap.split(name, ids):
+                owned = tmap.owned(name, shard) if part is None else part
+                stale = cache.stale(name, owned, ok.fresh_from)
+                if not stale.any():
+                    continue
+                tables, asks = wanted.setdefault(shard, ([], []))
+                tables.append(name)
+                asks.append(None if part is None else part[stale])
+        if not wanted:
+            return
+
+        async def pull(shard: int, tables: list[str], asks: list[np.ndarray | None]) -> None:
+            answer: Rows = await self.ctx.ask(
+                tmap.shards[shard], Pull(self.ctx.ref.name, tables, asks)
+            )
+            cache.store(answer, ok.min_clock)
+
+        await _all(pull(k, t, a) for k, (t, a) in wanted.items())
+
+    async def _push(
+        self,
+        clock: int,
+        rows: dict[str, np.ndarray | None],
+        grads: dict[str, np.ndarray],
+        ok: ReadOk,
+        me: str,
+        inc: int,
+    ) -> None:
+        assert self._cache is not None and self._map is not None
+        cache, tmap = self._cache, self._map
+        outgoing: dict[int, tuple[list[str], list[np.ndarray | None], list[np.ndarray]]] = {}
+        for name, ids in rows.items():
+            grad = grads[name]
+            for shard, part in tmap.split(name, ids):
+                if part is None:
+                    piece = (
+                        grad[tmap.owned(name, shard)]
+                        if tmap.spec(name).sparse
+                        else grad[_block(tmap, name, shard)]
+                    )
+                else:
+                    assert ids is not None
+                    piece = grad[np.searchsorted(ids, part)]
+                tables, parts, pieces = outgoing.setdefault(shard, ([], [], []))
+                tables.append(name)
+                parts.append(part)
+                pieces.append(piece)
+
+        async def push(shard: int, tables: list[str], parts: Any, pieces: Any) -> None:
+            self._seq += 1
+            ack: PushAck = await self.ctx.ask(
+                tmap.shards[shard], Push(me, inc, self._seq, clock, tables, parts, pieces)
+            )
+            cache.store(ack.rows, ok.min_clock)
+
+        await _all(push(k, *v) for k, v in outgoing.items())
+
+
+def _block(tmap: TableMap, name: str, shard: int) -> slice:
+    owned = tmap.owned(name, shard)
+    return slice(int(owned[0]), int(owned[-1]) + 1) if owned.size else slice(0, 0)
+
+
+async def _all(calls: Any) -> None:
+    """Await the coroutines concurrently; the one error that happens comes out bare."""
+    try:
+        async with trio.open_nursery() as nursery:
+            for call in calls:
+                nursery.start_soon(_await, call)
+    except BaseExceptionGroup as group:
+        raise sole(group) from None
+
+
+async def _await(call: Any) -> None:
+    await call

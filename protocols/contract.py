@@ -1,0 +1,221 @@
+"""The contract every consistency protocol actor honours.
+
+A *clock* is one unit of a worker's progress (here: one mini-batch). A worker at clock
+``c`` asks :class:`MayRead`; the protocol answers :class:`ReadOk` once the worker may
+proceed, saying how fresh the rows it reads must be. When the worker's pushes for clock
+``c`` are all acknowledged by the shards it sends :class:`Tick` with ``clock = c + 1``,
+so "the slowest clock is ``k``" means every update stamped ``< k`` is applied.
+
+The protocols differ in one rule, ``min_clock >= clock - staleness``:
+
+- BSP: staleness 0, a barrier every clock;
+- SSP(s): a worker at clock ``c`` sees every update stamped ``<= c - s - 1`` and all of
+  its own, and runs at most ``s`` clocks ahead of the slowest;
+- ASP: no gate at all;
+- ESSP(s): SSP's gate, and when the slowest clock advances the shards push fresh rows to
+  the workers that read them (:class:`MinClock` to every shard).
+
+Membership is part of the clock: workers join at the slowest clock and leave (a dead
+worker is removed by the scheduler) under a new membership epoch, so nobody waits for a
+worker that is gone.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import structlog
+
+from actorml import Actor, handler, message
+
+__all__ = [
+    "Clocks",
+    "ConsistencyProtocol",
+    "GetClocks",
+    "Join",
+    "Joined",
+    "Leave",
+    "MayRead",
+    "MinClock",
+    "ReadOk",
+    "Tick",
+]
+
+
+@message("ps.may_read")
+class MayRead:
+    """May ``worker`` (at ``clock``) read and compute now? Answered when it may."""
+
+    worker: str
+    incarnation: int
+    clock: int
+
+
+@message("ps.read_ok")
+class ReadOk:
+    """Go ahead. Cached rows must be stamped ``>= fresh_from`` (None: any row will do)."""
+
+    min_clock: int
+    fresh_from: int | None
+    epoch: int
+
+
+@message("ps.tick")
+class Tick:
+    """``worker`` finished clock ``clock - 1``; all its pushes for it are acknowledged."""
+
+    worker: str
+    incarnation: int
+    clock: int
+
+
+@message("ps.join")
+class Join:
+    """``worker`` enters the clock vector (at the slowest clock if others run)."""
+
+    worker: str
+    incarnation: int
+
+
+@message("ps.joined")
+class Joined:
+    clock: int
+    epoch: int
+
+
+@message("ps.leave")
+class Leave:
+    """``worker`` leaves the clock vector (finished, removed, or judged dead)."""
+
+    worker: str
+    reason: str = "finished"
+
+
+@message("ps.min_clock")
+class MinClock:
+    """The slowest clock advanced to ``min_clock``: every update stamped below it is applied."""
+
+    min_clock: int
+    epoch: int
+
+
+@message("ps.get_clocks")
+class GetClocks:
+    pass
+
+
+@message("ps.clocks")
+class Clocks:
+    clocks: dict[str, int]
+    min_clock: int
+    epoch: int
+    waiting: int
+
+
+@attrs.define(eq=False)
+class ConsistencyProtocol(Actor):
+    """Base protocol actor: keeps the vector of worker clocks and gates reads.
+
+    Subclasses set ``staleness`` (``math.inf`` for no gate) and ``push_on_advance``.
+    A user protocol subclasses this and overrides :meth:`allows` / :meth:`fresh_from`
+    (``kind = "mypkg.module:MyProtocol"`` in ``[protocol]``).
+
+    Args:
+        workers: the initial members; the gate counts them from the start, so a worker
+            that joins late does not find the others far ahead.
+        shards: shard actor names, told :class:`MinClock` when ``push_on_advance``.
+        staleness: ``s``; ignored by subclasses that fix it.
+    """
+
+    workers: list[str] = attrs.field(factory=list)
+    shards: list[str] = attrs.field(factory=list)
+    staleness: float = 0
+    push_on_advance: bool = False
+    clocks: dict[str, int] = attrs.field(init=False, factory=dict)
+    incarnations: dict[str, int] = attrs.field(init=False, factory=dict)
+    epoch: int = attrs.field(init=False, default=0)
+    _waiting: list[tuple[int, Any]] = attrs.field(init=False, factory=list)
+    _announced: int = attrs.field(init=False, default=0)
+
+    def __attrs_post_init__(self) -> None:
+        self.clocks = dict.fromkeys(self.workers, 0)
+
+    # --- the rule a protocol is ---------------------------------------------------
+
+    def allows(self, clock: int, min_clock: int) -> bool:
+        """May a worker at ``clock`` proceed while the slowest is at ``min_clock``?"""
+        return min_clock >= clock - self.staleness
+
+    def fresh_from(self, clock: int) -> int | None:
+        """The stamp rows read at ``clock`` need (None: any)."""
+        if math.isinf(self.staleness):
+            return None
+        return int(clock - self.staleness)
+
+    # --- state --------------------------------------------------------------------
+
+    @property
+    def min_clock(self) -> int:
+        return min(self.clocks.values(), default=self._announced)
+
+    @handler
+    async def may_read(self, msg: MayRead) -> Any:
+        if self.allows(msg.clock, self.min_clock):
+            return self._ok(msg.clock)
+        promise = self.ctx.promise()
+        self._waiting.append((msg.clock, promise))
+        return promise
+
+    @handler
+    async def tick(self, msg: Tick) -> None:
+        if msg.worker not in self.clocks:
+            return  # a worker that already left (or was removed): ignore its clock
+        if (
+            msg.incarnation
+            and self.incarnations.get(msg.worker, msg.incarnation) != msg.incarnation
+        ):
+            return  # from a replaced incarnation
+        self.clocks[msg.worker] = max(self.clocks[msg.worker], msg.clock)
+        await self._advance()
+
+    @handler
+    async def join(self, msg: Join) -> Joined:
+        if msg.worker not in self.clocks:
+            self.clocks[msg.worker] = self.min_clock
+            self.epoch += 1
+            structlog.get_logger().info(
+                "worker_joined", worker=msg.worker, clock=self.clocks[msg.worker]
+            )
+        self.incarnations[msg.worker] = msg.incarnation
+        return Joined(self.clocks[msg.worker], self.epoch)
+
+    @handler
+    async def leave(self, msg: Leave) -> None:
+        if self.clocks.pop(msg.worker, None) is not None:
+            self.epoch += 1
+            self.ctx.log.info("worker_left", worker=msg.worker, reason=msg.reason)
+            await self._advance()
+
+    @handler
+    async def get_clocks(self, msg: GetClocks) -> Clocks:
+        return Clocks(dict(self.clocks), self.min_clock, self.epoch, len(self._waiting))
+
+    def _ok(self, clock: int) -> ReadOk:
+        return ReadOk(self.min_clock, self.fresh_from(clock), self.epoch)
+
+    async def _advance(self) -> None:
+        low = self.min_clock
+        still = []
+        for clock, promise in self._waiting:
+            if self.allows(clock, low):
+                await promise.resolve(self._ok(clock))
+            else:
+                still.append((clock, promise))
+        self._waiting = still
+        if low > self._announced:
+            self._announced = low
+            if self.push_on_advance:
+                for shard in self.shards:
+                    await self.ctx.tell(shard, MinClock(low, self.epoch))

@@ -1,0 +1,39 @@
+"""Fixtures any test may use."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import settings
+
+# Shared CI machines stall now and then: judge examples by their outcome, not their speed.
+settings.register_profile("actorml", deadline=None)
+settings.load_profile("actorml")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # On a failing example hypothesis imports libcst to suggest a patch, and libcst
+    # imports the deprecated mypy_extensions.TypedDict: under `filterwarnings = error`
+    # that turns an ordinary test failure into a pytest INTERNALERROR.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning"
+    )
+
+
+@pytest.fixture(name="ipc_dir")
+def _ipc_dir() -> Iterator[str]:
+    """A short directory for ipc:// socket files, which must all be gone afterwards.
+
+    Unix socket paths are limited to ~100 bytes, so this lives directly under /tmp.
+    """
+    path = tempfile.mkdtemp(prefix="am-", dir="/tmp")
+    try:
+        yield path
+        leaked = os.listdir(path)
+        assert not leaked, f"ipc socket files left behind: {leaked}"
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
