@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
+
 from actorml.models.base import TableSpec
 
 from .messages import Rows

@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from actorml.models.registry import MODELS
-
 from actorml import registry
+from actorml.models.registry import MODELS
 from actorml.topology import TopologyError
 
 __all__ = [

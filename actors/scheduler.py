@@ -19,11 +19,11 @@ from typing import Any
 import attrs
 import numpy as np
 import trio
+
+from actorml import Actor, handler
 from actorml.models import load_dataset
 from actorml.models.base import Model
 from actorml.models.data import Dataset, partition
-
-from actorml import Actor, handler
 
 from .config import build_model
 from .messages import (

@@ -13,11 +13,11 @@ from typing import Any
 
 import attrs
 import numpy as np
+
+from actorml import Actor, handler
 from actorml.models.base import init_tables
 from actorml.models.optim import Optimizer, init_state
 from actorml.protocols.contract import MinClock
-
-from actorml import Actor, handler
 
 from .config import build_model, build_optimizer, build_table_map
 from .messages import GetLayout, GetTables, Layout, Pull, Push, PushAck, Rows, RowsUpdate, Tables

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
+
 from actorml.models.base import TableSpec
 
 __all__ = ["TableMap"]

@@ -16,13 +16,13 @@ from typing import Any
 import attrs
 import numpy as np
 import trio
+
+from actorml import Actor, handler
+from actorml.groups import sole
 from actorml.models import load_dataset
 from actorml.models.base import Model, localize, take_rows
 from actorml.models.data import partition
 from actorml.protocols.contract import Join, Leave, MayRead, ReadOk, Tick
-
-from actorml import Actor, handler
-from actorml.groups import sole
 
 from .cache import RowCache
 from .config import build_model, build_table_map

@@ -7,11 +7,12 @@ import gzip
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from actorml.models import Dataset, load_dataset, partition
-from actorml.models.data import FASHION_MNIST_DIR
 from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.datasets import dump_svmlight_file, load_breast_cancer
+
+from actorml.models import Dataset, load_dataset, partition
+from actorml.models.data import FASHION_MNIST_DIR
 
 
 def _check_dataset(data: Dataset, n_features: int, n_classes: int) -> None:

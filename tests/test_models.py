@@ -9,10 +9,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import actorml.models as models
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.special import logsumexp
+from sklearn.linear_model import LogisticRegression as SkLogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.svm import LinearSVC
+from threadpoolctl import threadpool_limits
+
+import actorml.models as models
 from actorml.models import (
     MODELS,
     Dataset,
@@ -27,11 +33,6 @@ from actorml.models import (
     take_rows,
     train_local,
 )
-from scipy.special import logsumexp
-from sklearn.linear_model import LogisticRegression as SkLogisticRegression
-from sklearn.neural_network import MLPClassifier
-from sklearn.svm import LinearSVC
-from threadpoolctl import threadpool_limits
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 TOLERANCE = 0.01  # held-out accuracy may trail scikit-learn's by at most 1 point

@@ -49,13 +49,15 @@ def _job(protocol: dict[str, Any], *, slow: str = "worker-3", delay_s: float = 0
 async def _run(topology: Topology, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the job in-process over the memory network; return (result, reads by worker)."""
     network = MemoryNetwork(seed=1, capacity=64)
-    async with network.running():
-        async with open_local_cluster(
+    async with (
+        network.running(),
+        open_local_cluster(
             topology, lambda _name, address: network.transport(address), run_dir=tmp_path
-        ) as cluster:
-            with trio.fail_after(120):
-                result = await cluster.wait()
-            reads = {w: list(cluster.actors[w].reads) for w in WORKERS}  # type: ignore[attr-defined]
+        ) as cluster,
+    ):
+        with trio.fail_after(120):
+            result = await cluster.wait()
+        reads = {w: list(cluster.actors[w].reads) for w in WORKERS}  # type: ignore[attr-defined]
     return result, reads
 
 

@@ -35,7 +35,7 @@ def job(data: dict[str, Any], model: dict[str, Any], optimizer: dict[str, Any], 
                 "epochs": epochs,
                 "batch_size": batch,
                 "progress": False,
-            },  # fmt: skip
+            },
             "data": data,
             "model": model,
             "optimizer": optimizer,
@@ -46,12 +46,14 @@ def job(data: dict[str, Any], model: dict[str, Any], optimizer: dict[str, Any], 
 
 async def train(topology: Topology, run_dir: Path) -> dict[str, Any]:
     network = MemoryNetwork(seed=0, capacity=64)
-    async with network.running():
-        async with open_local_cluster(
+    async with (
+        network.running(),
+        open_local_cluster(
             topology, lambda _name, address: network.transport(address), run_dir=run_dir
-        ) as cluster:
-            with trio.fail_after(300):
-                return await cluster.wait()
+        ) as cluster,
+    ):
+        with trio.fail_after(300):
+            return await cluster.wait()
 
 
 def reference(name: str, source: str) -> float:
@@ -125,7 +127,7 @@ class TestJobOutputs:
                     "batch_size": 16,
                     "target_accuracy": 0.9,
                     "progress": False,
-                },  # fmt: skip
+                },
                 "data": {"source": "sklearn:breast_cancer"},
                 "model": {"kind": "logreg"},
                 "optimizer": {"kind": "adam", "lr": 0.05},

@@ -1,0 +1,289 @@
+"""Checking topology values: the validators and converters behind the spec classes.
+
+Shared by the Python constructors and the TOML loader. A validator raises `_FieldError`
+naming the field; the loader turns it into a `TopologyError` located in the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+from . import registry
+from .supervisor import Restart, Strategy
+
+
+class TopologyError(ValueError):
+    """A topology that cannot be used, located as precisely as we can.
+
+    ``str(err)`` is one line: ``"{source}:{line}: {key}: {problem}"``, leaving out the
+    parts that are unknown.
+
+    Attributes:
+        source: the file path, ``"<string>"``, ``"<dict>"`` or None (built in Python).
+        line: 1-based line in ``source``, or None when unknown.
+        key: the key path, e.g. ``"node[1].actor[0].kind"``; empty for syntax errors.
+        problem: what is wrong and what would be valid.
+    """
+
+    def __init__(
+        self, key: str, problem: str, *, source: str | None = None, line: int | None = None
+    ) -> None:
+        self.key = key
+        self.problem = problem
+        self.source = source
+        self.line = line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.source or ""
+        if self.line is not None:
+            where = f"{where}:{self.line}" if where else f"line {self.line}"
+        return ": ".join(part for part in (where, self.key, self.problem) if part)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_topology_error, (self.key, self.problem, self.source, self.line))
+
+
+def _topology_error(key: str, problem: str, source: str | None, line: int | None) -> TopologyError:
+    return TopologyError(key, problem, source=source, line=line)
+
+
+# -- validation shared by the Python constructors and the TOML loader ------------------
+
+
+class _FieldError(Exception):
+    """A field failed validation; ``field`` is a key path relative to the object built."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class _FieldTypeError(_FieldError, TypeError):
+    pass
+
+
+class _FieldValueError(_FieldError, ValueError):
+    pass
+
+
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+_NAME_MAX = 64  # names end up in ipc socket paths, which are limited to ~100 bytes
+_ADDRESS_RE = re.compile(r"^(?:ipc|inproc|tcp[46]?|tls\+tcp[46]?|ws|wss)://\S+$")
+_TOML_SCALARS = (str, int, float, bool, datetime.date, datetime.time)
+
+
+def _describe(value: object) -> str:
+    """A short, user-facing description of a value: ``string '64'``, ``integer 3``."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, Mapping):
+        return "table"
+    if isinstance(value, datetime.date | datetime.time):
+        return f"{type(value).__name__} {value.isoformat()}"
+    names = {int: "integer", float: "float", str: "string", list: "array", tuple: "array"}
+    noun = next((n for t, n in names.items() if isinstance(value, t)), type(value).__name__)
+    try:
+        text = repr(list(value) if isinstance(value, tuple) else value)
+    except Exception:  # e.g. ints too long to print; the type alone is still useful
+        return noun
+    return f"{noun} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _checked(check: Callable[[Any], None]) -> Callable[[Any, Any, Any], None]:
+    """An attrs validator around ``check`` that names the field in the error."""
+
+    def validate(instance: Any, attribute: Any, value: Any) -> None:
+        try:
+            check(value)
+        except TypeError as exc:
+            raise _FieldTypeError(attribute.name, str(exc)) from None
+        except ValueError as exc:
+            raise _FieldValueError(attribute.name, str(exc)) from None
+
+    return validate
+
+
+def _int(minimum: Literal[0, 1], maximum: int | None = None) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an integer, got {_describe(value)}")
+        if maximum is not None and not minimum <= value <= maximum:
+            raise ValueError(
+                f"expected an integer from {minimum} to {maximum}, got {_describe(value)}"
+            )
+        if value < minimum:
+            what = "a positive" if minimum == 1 else "a non-negative"
+            raise ValueError(f"expected {what} integer, got {_describe(value)}")
+
+    return check
+
+
+def _number(*, positive: bool) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a number, got {_describe(value)}")
+        if not (value > 0 if positive else value >= 0):  # also rejects nan
+            what = "positive" if positive else "non-negative"
+            raise ValueError(f"expected a {what} number, got {_describe(value)}")
+
+    return check
+
+
+def _string(value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {_describe(value)}")
+    if not value.strip():
+        raise ValueError(f"expected a non-empty string, got {_describe(value)}")
+
+
+def _choice(what: str, choices: Iterable[str]) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {_describe(value)}")
+        if value not in choices:
+            valid = ", ".join(sorted(choices))
+            raise ValueError(f"unknown {what} {value!r} (expected one of: {valid})")
+
+    return check
+
+
+def _name(value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {_describe(value)}")
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"invalid name {value!r} (expected a letter followed by letters, digits, "
+            "'_', '.' or '-')"
+        )
+    if len(value) > _NAME_MAX:
+        raise ValueError(
+            f"invalid name {value[:20]!r}... (expected at most {_NAME_MAX} characters, "
+            f"got {len(value)})"
+        )
+
+
+def _kind(value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {_describe(value)}")
+    if not registry.is_valid_kind(value):
+        raise ValueError(
+            f"invalid kind {value!r} (expected a registered kind or 'pkg.module:Class')"
+        )
+
+
+def _address(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {_describe(value)}")
+    if not _ADDRESS_RE.match(value):
+        raise ValueError(
+            f"invalid address {value!r} (expected an nng url such as "
+            "'tcp://10.0.0.2:5555' or 'ipc:///tmp/node.sock')"
+        )
+
+
+def _optional_positive_int(value: Any) -> None:
+    if value is not None:
+        _int(1)(value)
+
+
+def _args(value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a table, got {_describe(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise TypeError(f"expected string keys, got {_describe(key)}")
+        bad = _non_toml(item)
+        if bad is not None:
+            raise TypeError(f"value of {key!r} is not a toml value (got {_describe(bad)})")
+
+
+def _non_toml(value: Any) -> Any:
+    """The first part of ``value`` that TOML cannot hold, or None."""
+    if isinstance(value, _TOML_SCALARS):
+        return None
+    if isinstance(value, list | tuple):
+        return next((bad for v in value if (bad := _non_toml(v)) is not None), None)
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return next((bad for v in value.values() if (bad := _non_toml(v)) is not None), None)
+    return value
+
+
+def _items(cls: type) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not isinstance(value, tuple):
+            raise TypeError(f"expected a tuple of {cls.__name__}, got {_describe(value)}")
+        for item in value:
+            if not isinstance(item, cls):
+                raise TypeError(f"expected {cls.__name__} items, got {_describe(item)}")
+
+    return check
+
+
+def _instance(cls: type) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not isinstance(value, cls):
+            raise TypeError(f"expected a {cls.__name__}, got {_describe(value)}")
+
+    return check
+
+
+# attrs converters must be named functions for mypy; each leaves what it cannot
+# convert alone so that the validator reports it with the field's name.
+
+
+def _to_strategy(value: Any) -> Any:
+    with contextlib.suppress(ValueError, TypeError):
+        return Strategy(value)
+    return value
+
+
+def _to_restart(value: Any) -> Any:
+    with contextlib.suppress(ValueError, TypeError):
+        return Restart(value)
+    return value
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # a huge int stays an int, still a number
+            return float(value)
+    return value
+
+
+def _to_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _to_args(value: Any) -> Any:
+    return _plain(value) if isinstance(value, Mapping) else value
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy as plain dicts and lists, so Python-built and loaded specs compare equal."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _unknown(key: str, valid: Iterable[str], noun: str = "option", of: str = "") -> str:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {noun}{of}{hint} (valid {noun}s: {', '.join(valid) or 'none'})"
+
+
+def _hint(text: str) -> dict[str, str]:
+    return {"hint": text}
