@@ -234,7 +234,7 @@ class Cluster:
                 spec = self.topology.cluster.supervisor
                 self.failure = ClusterGaveUp(
                     f"cluster gave up: more than {spec.max_restarts} node restarts "
-                    f"within {spec.within_s:g}s (last: {name})"
+                    f"within {spec.within_s:g}s (last: {name}, {self.deaths[-1][1]})"
                 )
                 self.log.error("cluster_gave_up", node=name)
                 self.completed.set()

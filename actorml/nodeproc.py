@@ -135,8 +135,9 @@ async def run_node_process(
                 await supervisor.run(task_status=task_status)
             except SupervisorGaveUp as exc:
                 status = EXIT_GAVE_UP
-                log.error("node_gave_up", error=str(exc))
-                await node.tell(LAUNCHER, NodeGaveUp(name, incarnation, str(exc)))
+                why = f"{exc} (last error: {exc.__cause__!r})" if exc.__cause__ else str(exc)
+                log.error("node_gave_up", error=why)
+                await node.tell(LAUNCHER, NodeGaveUp(name, incarnation, why))
                 nursery.cancel_scope.cancel()
                 with contextlib.suppress(RuntimeError):  # gave up while starting
                     task_status.started()

@@ -206,6 +206,8 @@ class ClusterSpec:
 
 # -- extra top-level tables ------------------------------------------------------------
 
+# The registry stays in this module: `Topology.extra` and the loader look sections up
+# through `_section`, so replacing `actorml.topology._sections` replaces it everywhere.
 _sections: dict[str, SectionValidator] = {}
 _expanders: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
@@ -372,7 +374,8 @@ class Topology:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> Topology:
         """Build from a dict shaped like the TOML file; raises `TopologyError`."""
-        # the loader builds Topology objects, so it imports this module: import it here
+        # topology_load builds Topology objects, so it imports this module: a true cycle,
+        # broken by importing the loader when first used
         from .topology_load import load_dict
 
         return load_dict(data, source)
@@ -380,7 +383,7 @@ class Topology:
     @classmethod
     def from_toml_string(cls, text: str, *, source: str = "<string>") -> Topology:
         """Parse and validate TOML text; raises `TopologyError` with the line."""
-        from .topology_load import load_toml_string  # a true cycle, as in from_dict
+        from .topology_load import load_toml_string  # imported here: see from_dict
 
         return load_toml_string(text, source)
 

@@ -1,7 +1,8 @@
 """Checking topology values: the validators and converters behind the spec classes.
 
 Shared by the Python constructors and the TOML loader. A validator raises `_FieldError`
-naming the field; the loader turns it into a `TopologyError` located in the file.
+naming the field; the loader turns it into a `TopologyError` (defined here, for every
+topology module to raise) located in the file.
 """
 
 from __future__ import annotations

