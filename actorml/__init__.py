@@ -10,6 +10,7 @@ from .actor import Actor as Actor
 from .actor import ActorContext as ActorContext
 from .actor import ActorGone as ActorGone
 from .actor import AskTimeout as AskTimeout
+from .actor import Promise as Promise
 from .actor import RemoteError as RemoteError
 from .actor import handler as handler
 from .codec import CodecError as CodecError
@@ -48,6 +49,7 @@ __all__ = [
     "ClusterStartError",
     "CodecError",
     "NodeSpec",
+    "Promise",
     "RemoteError",
     "Restart",
     "Strategy",

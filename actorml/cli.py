@@ -1,8 +1,9 @@
 """The ``actorml`` command: ``up``, ``check``, ``node``.
 
-Exit statuses: 0 success; 1 the job failed; 2 bad usage or a bad topology file
-(one line on stderr naming the key); 3 a node's root supervisor gave up; 130 on
-Ctrl-C, 143 on SIGTERM (after an orderly shutdown).
+Exit statuses of ``actorml up``: 0 success; 1 the job failed (the cluster gave up or
+did not start); 2 bad usage or a bad topology file (one line on stderr naming the
+key); 130 on Ctrl-C, 143 on SIGTERM (after an orderly shutdown). ``actorml node``
+exits 3 when its root supervisor gives up (the launcher then decides).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import trio
 
 from . import builtins as _builtins  # noqa: F401 - registers the built-in kinds
+from .groups import sole
 from .registry import UnknownKind
 from .topology import Topology, TopologyError, check_topology
 
@@ -157,11 +159,11 @@ def _up(args: argparse.Namespace) -> int:
         outcome["status"] = 0
 
     try:
-        trio.run(run)
-    except ClusterGaveUp as exc:
-        print(f"actorml: {exc}", file=sys.stderr)
-        return 1
-    except ClusterStartError as exc:
+        try:
+            trio.run(run)
+        except BaseExceptionGroup as group:
+            raise sole(group) from None
+    except (ClusterGaveUp, ClusterStartError) as exc:
         print(f"actorml: {exc}", file=sys.stderr)
         return 1
     if outcome["signal"] is not None:

@@ -41,6 +41,7 @@ from .control import (
     Stats,
 )
 from .groups import sole
+from .log import configure_logging
 from .messages import ActorRef
 from .node import LAUNCHER_NODE, JobComplete, Node, UnknownNode
 from .nodeproc import node_address, placement
@@ -57,7 +58,17 @@ class ClusterGaveUp(RuntimeError):
 
 
 class ClusterStartError(RuntimeError):
-    """A node did not come up within ``ready_timeout_s``."""
+    """A node did not come up within ``ready_timeout_s``, or died while starting."""
+
+
+class _DiedStarting(Exception):
+    def __init__(self, node: str, reason: str) -> None:
+        super().__init__(f"node {node} died while starting: {reason}")
+        self.node = node
+
+
+def _status(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
 
 
 @attrs.define(eq=False)
@@ -197,25 +208,50 @@ class Cluster:
         assert proc.process is not None
         code = await proc.process.wait()
         proc.exited.set()
-        if proc.expected_exit or self._stopping:
+        if proc.expected_exit or self._stopping or not proc.ready.is_set():
             return
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        how = _status(code)
         reason = proc.death_reason or how
         self.deaths.append((proc.name, reason))
         self.log.warning("node_died", node=proc.name, pid=proc.pid, status=how, judged_by=reason)
         await self._after_death(proc.name)
 
     async def _wait_up(self, names: list[str]) -> None:
+        """Wait until every node in ``names`` is ready.
+
+        Raises:
+            _DiedStarting: one exited first (its death is handled by the caller: a node
+                that dies before it is ready is its starter's problem, not the watcher's).
+            ClusterStartError: not all ready within ``ready_timeout_s``.
+        """
         limit = self.topology.cluster.ready_timeout_s
         with trio.move_on_after(limit):
             for name in names:
-                await self.procs[name].hello.wait()
+                await self._until(self.procs[name], "hello")
             await self._broadcast_directory()
             for name in names:
-                await self.procs[name].ready.wait()
+                await self._until(self.procs[name], "ready")
             return
         late = [n for n in names if not self.procs[n].ready.is_set()]
         raise ClusterStartError(f"nodes {', '.join(late)} not ready within {limit:g}s")
+
+    async def _until(self, proc: NodeProcess, what: str) -> None:
+        event: trio.Event = getattr(proc, what)
+        async with trio.open_nursery() as nursery:
+
+            async def first(e: trio.Event) -> None:
+                await e.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(first, event)
+            nursery.start_soon(first, proc.exited)
+        if not event.is_set():
+            assert proc.process is not None
+            status = _status(proc.process.returncode or 0)
+            reason = proc.death_reason or status
+            self.deaths.append((proc.name, f"died while starting: {reason}"))
+            self.log.warning("node_died", node=proc.name, status=status, while_="starting")
+            raise _DiedStarting(proc.name, reason)
 
     async def _broadcast_directory(self) -> None:
         addresses = {n: p.address for n, p in self.procs.items() if p.address}
@@ -227,35 +263,39 @@ class Cluster:
 
     async def _after_death(self, name: str) -> None:
         async with self._restart_lock:
-            if self._stopping:
+            while not self._stopping:
+                assert self._intensity is not None
+                if self._intensity.record():
+                    spec = self.topology.cluster.supervisor
+                    self.failure = ClusterGaveUp(
+                        f"cluster gave up: more than {spec.max_restarts} node restarts "
+                        f"within {spec.within_s:g}s (last: {name}, {self.deaths[-1][1]})"
+                    )
+                    self.log.error("cluster_gave_up", node=name)
+                    self.completed.set()
+                    return
+                order = [n.name for n in self.topology.nodes]
+                strategy = self.topology.cluster.supervisor.strategy
+                if strategy == Strategy.ONE_FOR_ONE:
+                    again = [name]
+                elif strategy == Strategy.ONE_FOR_ALL:
+                    again = order
+                else:
+                    again = order[order.index(name) :]
+                for other in reversed(again):
+                    if other != name:
+                        await self._stop_node(self.procs[other])
+                for other in again:
+                    await self._spawn(other)
+                try:
+                    await self._wait_up(again)
+                except _DiedStarting as exc:
+                    name = exc.node  # it died again before it was up: that is a restart too
+                    continue
+                for other in again:  # counted once the node is back up
+                    self.node_restarts[other] = self.node_restarts.get(other, 0) + 1
+                self.log.info("nodes_restarted", nodes=again, strategy=strategy.value)
                 return
-            assert self._intensity is not None
-            if self._intensity.record():
-                spec = self.topology.cluster.supervisor
-                self.failure = ClusterGaveUp(
-                    f"cluster gave up: more than {spec.max_restarts} node restarts "
-                    f"within {spec.within_s:g}s (last: {name}, {self.deaths[-1][1]})"
-                )
-                self.log.error("cluster_gave_up", node=name)
-                self.completed.set()
-                return
-            order = [n.name for n in self.topology.nodes]
-            strategy = self.topology.cluster.supervisor.strategy
-            if strategy == Strategy.ONE_FOR_ONE:
-                again = [name]
-            elif strategy == Strategy.ONE_FOR_ALL:
-                again = order
-            else:
-                again = order[order.index(name) :]
-            for other in reversed(again):
-                if other != name:
-                    await self._stop_node(self.procs[other])
-            for other in again:
-                await self._spawn(other)
-            await self._wait_up(again)
-            for other in again:  # counted once the node is back up
-                self.node_restarts[other] = self.node_restarts.get(other, 0) + 1
-            self.log.info("nodes_restarted", nodes=again, strategy=strategy.value)
 
     async def _stop_node(self, proc: NodeProcess) -> None:
         """Stop one node: ask it to stop its actors, then reap its process."""
@@ -273,8 +313,9 @@ class Cluster:
                 await self.node.ask(
                     ActorRef(proc.name, "_node"), Shutdown("launcher"), timeout=timeout
                 )
-            except (ActorGone, AskTimeout, UnknownNode):
-                pass  # it is gone or hung: reaping deals with it
+            except (ActorGone, AskTimeout, UnknownNode) as exc:
+                # It is gone or hung: reaping deals with it.
+                self.log.info("node_stop_unanswered", node=proc.name, error=str(exc))
 
     async def _reap(self, proc: NodeProcess) -> None:
         """Wait for the process to exit; SIGTERM it after the timeout, SIGKILL after another."""
@@ -286,7 +327,8 @@ class Cluster:
                 self.log.warning("node_signalled", node=proc.name, signal=sig.name)
                 proc.process.send_signal(sig)
             with trio.move_on_after(timeout):
-                await proc.process.wait()
+                code = await proc.process.wait()
+                self.log.info("node_exited", node=proc.name, status=_status(code))
                 return
 
     async def _monitor_heartbeats(self) -> None:
@@ -333,6 +375,9 @@ def new_run_dir(topology: Topology) -> Path:
     return path
 
 
+_configured_logging = False  # set once open_cluster itself set structlog up
+
+
 @asynccontextmanager
 async def open_cluster(
     topology: Topology, *, run_dir: Path | None = None
@@ -351,6 +396,17 @@ async def open_cluster(
     """
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(topology)
     run_dir.mkdir(parents=True, exist_ok=True)
+    global _configured_logging
+    if _configured_logging or not structlog.is_configured():
+        _configured_logging = True
+        # Embedded in a program that has not set logging up: keep the launcher's events
+        # in the run directory and only warnings on the console.
+        configure_logging(
+            node="launcher",
+            log_file=run_dir / "logs" / "launcher.jsonl",
+            level=topology.cluster.log_level,
+            console_level="warning",
+        )
     (run_dir / "topology.toml").write_text(topology.to_toml(), encoding="utf-8")
     # ipc paths must stay short (about 100 bytes), hence /tmp rather than the run dir.
     socket_root = os.environ.get("ACTORML_SOCKET_ROOT", "/tmp")
@@ -372,13 +428,25 @@ async def open_cluster(
     try:
         async with trio.open_nursery() as nursery:
             cluster._nursery = nursery
-            await nursery.start(node.serve)
+            # The launcher's inbox outlives a cancelled block: the ordered shutdown
+            # needs the nodes' answers. It is cancelled explicitly once they are down.
+            inbox_scope = trio.CancelScope(shield=True)
+
+            async def serve(*, task_status: trio.TaskStatus[str]) -> None:
+                with inbox_scope:
+                    await node.serve(task_status=task_status)
+
+            await nursery.start(serve)
             control = LauncherControl(cluster._report)
             await nursery.start(run_actor, node, "_launcher", lambda: control, 4096)
             try:
                 for spec in topology.nodes:
                     await cluster._spawn(spec.name)
-                await cluster._wait_up([n.name for n in topology.nodes])
+                try:
+                    await cluster._wait_up([n.name for n in topology.nodes])
+                except _DiedStarting as exc:
+                    log = run_dir / "logs" / f"{exc.node}.jsonl"
+                    raise ClusterStartError(f"{exc} (its log: {log})") from None
                 nursery.start_soon(cluster._monitor_heartbeats)
                 nursery.start_soon(cluster._cancel_on_failure, body)
                 cluster.log.info("cluster_ready", nodes=len(topology.nodes), run_dir=str(run_dir))
@@ -387,6 +455,7 @@ async def open_cluster(
             finally:
                 with trio.CancelScope(shield=True):
                     await cluster._shutdown()
+                inbox_scope.cancel()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # The block's own exception comes out bare, as if no nursery were involved.

@@ -46,6 +46,9 @@ class _Sink:
         raise structlog.DropEvent
 
 
+_open_file: IO[str] | None = None
+
+
 def configure_logging(
     *,
     node: str,
@@ -63,10 +66,14 @@ def configure_logging(
         console_level: the least severe level shown on the console (default: ``level``).
         console: the console stream, or None for none.
     """
+    global _open_file
+    if _open_file is not None:  # reconfigured (a second cluster in one program)
+        _open_file.close()
+        _open_file = None
     file = None
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        file = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 - lives for the process
+        file = _open_file = open(log_file, "a", encoding="utf-8")  # noqa: SIM115
     floor = LEVELS[level]
     shown = LEVELS[console_level or level]
     structlog.configure(

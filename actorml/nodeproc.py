@@ -41,7 +41,12 @@ def node_address(topology: Topology, name: str, socket_dir: Path) -> str:
         if explicit:
             return explicit
     if cluster.transport == "tcp":
-        return f"tcp://{cluster.host}:0"
+        if not cluster.base_port:
+            return f"tcp://{cluster.host}:0"
+        # The launcher takes base_port, node i (in topology order) base_port + 1 + i.
+        names = [n.name for n in topology.nodes]
+        offset = 0 if name == LAUNCHER_NODE else 1 + names.index(name)
+        return f"tcp://{cluster.host}:{cluster.base_port + offset}"
     return f"ipc://{socket_dir}/{name}.sock"
 
 
@@ -152,8 +157,9 @@ async def run_node_process(
         log.info("node_stopping", reason=control.shutdown_reason)
         with trio.move_on_after(_stop_budget(spec.actors)):
             await supervisor.shutdown()
-        for promise in control.stopped:
-            await promise.resolve(None)  # the launcher may stop the next node now
+        with trio.move_on_after(2.0):  # the launcher may be gone: do not wait for it
+            for promise in control.stopped:
+                await promise.resolve(None)  # the launcher may stop the next node now
         nursery.cancel_scope.cancel()
     return status
 
