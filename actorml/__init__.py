@@ -10,7 +10,9 @@ from .actor import Actor as Actor
 from .actor import ActorContext as ActorContext
 from .actor import ActorGone as ActorGone
 from .actor import AskTimeout as AskTimeout
+from .actor import NodeUnreachable as NodeUnreachable
 from .actor import Promise as Promise
+from .actor import Refused as Refused
 from .actor import RemoteError as RemoteError
 from .actor import handler as handler
 from .codec import CodecError as CodecError
@@ -49,7 +51,9 @@ __all__ = [
     "ClusterStartError",
     "CodecError",
     "NodeSpec",
+    "NodeUnreachable",
     "Promise",
+    "Refused",
     "RemoteError",
     "Restart",
     "Strategy",

@@ -110,6 +110,10 @@ class ActorGone(Exception):
     """The addressed actor does not exist or was restarted since the address was made."""
 
 
+class NodeUnreachable(ActorGone):
+    """The addressed actor's node is down (it died and has not come back yet)."""
+
+
 class RemoteError(Exception):
     """A handler raised while answering an ask.
 
@@ -120,6 +124,11 @@ class RemoteError(Exception):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(f"{error_type}: {message}")
         self.error_type = error_type
+
+
+class Refused(Exception):
+    """Raise from a handler to fail the ask (the asker gets RemoteError naming this
+    class) without crashing the actor: a request that is wrong, not a broken actor."""
 
 
 class AskTimeout(TimeoutError):
@@ -144,6 +153,13 @@ class ActorContext:
         mailbox (a barrier answering each worker once the slowest arrives).
         """
         return Promise(self.node, self._current)
+
+    @property
+    def restarted(self) -> bool:
+        """True unless this is the first incarnation of this actor in the cluster (its
+        node process was restarted, or its supervisor restarted it): time to recover
+        state rather than start afresh."""
+        return self.node.incarnation > 1 or self.ref.incarnation % (1 << 20) > 1
 
     def locate(self, target: ActorRef | str) -> ActorRef:
         """An address for ``target``: a ref as it is, or an actor name in the cluster."""
@@ -184,6 +200,8 @@ class ActorContext:
         while True:
             try:
                 return await self.ask(target, msg)
+            except NodeUnreachable:
+                raise  # it is not starting, its node is dead: waiting would only stall us
             except ActorGone:
                 if trio.current_time() >= deadline:
                     raise
@@ -222,7 +240,7 @@ async def run_actor(
     log = structlog.get_logger().bind(actor=name, incarnation=ref.incarnation)
     structlog.contextvars.bind_contextvars(actor=name, incarnation=ref.incarnation)
     actor.ctx = ActorContext(node, ref, log, send)
-    node.register(ref, send)
+    node.register(ref, send, frozenset(_handlers(type(actor))))
     try:
         await actor.started()
         task_status.started(ref)
@@ -265,6 +283,10 @@ async def _serve_mailbox(
         actor.ctx._current = env
         try:
             result = await getattr(actor, name)(body)
+        except Refused as exc:
+            if env.kind == ASK:
+                await node.reply(env, FAIL, (type(exc).__name__, str(exc)))
+            continue
         except Exception as exc:
             if env.kind == ASK:
                 with trio.CancelScope(shield=True):

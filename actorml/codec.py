@@ -147,6 +147,10 @@ def encode(envelope: Envelope) -> Frame:
         if isinstance(exc, CodecError):
             raise
         raise CodecError("unencodable", str(exc)) from exc
+    finally:
+        # default refers to itself (for nested messages): break that cycle, or the
+        # arrays it collected would live until the garbage collector runs.
+        default = None  # type: ignore[assignment]
     descs: list[list[Any]] = []
     offset = 0
     for array in arrays:
@@ -259,6 +263,10 @@ def decode(buffer: Any, *, max_size: int | None = None) -> Envelope:
         raise
     except Exception as exc:
         raise CodecError("bad_field", f"field block is not msgpack ({exc})") from None
+    finally:
+        # ext_hook refers to itself (for nested messages): break that cycle, or the
+        # frame's buffer (a whole nng message) would live until the garbage collector runs.
+        ext_hook = None  # type: ignore[assignment]
     if kind == FAIL:
         if (
             not isinstance(fields, list)

@@ -23,6 +23,7 @@ __all__ = [
     "Heartbeat",
     "LauncherControl",
     "NodeControl",
+    "NodeDown",
     "NodeGaveUp",
     "NodeHello",
     "NodeIdle",
@@ -73,6 +74,20 @@ class Heartbeat:
     incarnation: int
 
 
+@message("actorml.node_down")
+class NodeDown:
+    """Node ``node`` (that incarnation) died; ``reason`` says how it was judged dead.
+
+    The launcher sends it to every other node, whose ``_node`` actor passes it on to
+    each local actor with a handler for it (a scheduler re-hands work, a protocol
+    drops the dead workers from its clock).
+    """
+
+    node: str
+    incarnation: int
+    reason: str
+
+
 @message("actorml.shutdown")
 class Shutdown:
     reason: str = "requested"
@@ -118,6 +133,14 @@ class NodeControl(Actor):
         promise = self.ctx.promise()
         self.stopped.append(promise)
         return promise
+
+    @handler
+    async def node_down(self, msg: NodeDown) -> None:
+        self.node.log.warning("peer_down", peer=msg.node, reason=msg.reason)
+        self.node.mark_down(msg.node)
+        for ref in self.node.local_handlers(NodeDown):
+            if ref.name != self.ctx.ref.name:
+                await self.node.tell(ref, msg)
 
     @handler
     async def stats(self, msg: GetStats) -> Stats:

@@ -33,6 +33,7 @@ from .control import (
     GetStats,
     Heartbeat,
     LauncherControl,
+    NodeDown,
     NodeGaveUp,
     NodeHello,
     NodeIdle,
@@ -214,7 +215,17 @@ class Cluster:
         reason = proc.death_reason or how
         self.deaths.append((proc.name, reason))
         self.log.warning("node_died", node=proc.name, pid=proc.pid, status=how, judged_by=reason)
+        await self._announce_down(proc, reason)
         await self._after_death(proc.name)
+
+    async def _announce_down(self, proc: NodeProcess, reason: str) -> None:
+        """Tell every other live node that ``proc`` died (bounded: a hung peer is skipped)."""
+        down = NodeDown(proc.name, proc.incarnation, reason)
+        for other in self.procs.values():
+            if other is proc or other.exited.is_set() or not other.ready.is_set():
+                continue
+            with trio.move_on_after(1.0):
+                await self.node.tell(ActorRef(other.name, "_node"), down)
 
     async def _wait_up(self, names: list[str]) -> None:
         """Wait until every node in ``names`` is ready.
@@ -418,6 +429,7 @@ async def open_cluster(
         node_address(topology, LAUNCHER_NODE, socket_dir),
         placement=placement(topology),
         ask_timeout_s=cluster_spec.ask_timeout_s,
+        send_timeout_s=cluster_spec.ask_timeout_s,
         max_frame_size=cluster_spec.recv_max_size,
     )
     cluster = Cluster(topology, run_dir, socket_dir, node, {})

@@ -86,7 +86,8 @@ async def open_local_cluster(
     def make(name: str) -> Node:
         return Node(
             name, transport(name, addresses[name]), addresses[name], placement=dict(where),
-            ask_timeout_s=cluster_spec.ask_timeout_s, run_dir=run_dir,
+            ask_timeout_s=cluster_spec.ask_timeout_s, send_timeout_s=cluster_spec.ask_timeout_s,
+            run_dir=run_dir,
         )  # fmt: skip
 
     host = make(LAUNCHER_NODE)

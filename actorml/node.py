@@ -19,7 +19,7 @@ import attrs
 import structlog
 import trio
 
-from .actor import Ack, ActorGone, AskTimeout, RemoteError
+from .actor import Ack, ActorGone, AskTimeout, NodeUnreachable, RemoteError
 from .codec import ASK, FAIL, REPLY, TELL, CodecError, Envelope, decode, encode
 from .messages import ActorRef, message
 from .transport import Outbox, Transport, TransportClosed
@@ -61,6 +61,7 @@ class NodeStats:
 @attrs.define(eq=False)
 class _Pending:
     asker: ActorRef
+    target: str = ""
     done: trio.Event = attrs.field(factory=trio.Event)
     kind: int = REPLY
     body: Any = None
@@ -77,6 +78,8 @@ class Node:
         directory: node name -> address of its inbox, for the peers it may talk to.
         placement: actor name -> node name, so actors can be addressed by name.
         incarnation: this node process's incarnation (1 for the first start).
+        send_timeout_s: the longest one send to a peer may wait (a full or dead peer);
+            past it the message is dropped and counted, never left hanging.
         force_codec: encode and decode even local messages (tests use this).
         run_dir: where this run's files go (logs, metrics, results), if anywhere.
     """
@@ -88,6 +91,7 @@ class Node:
     placement: dict[str, str] = attrs.field(factory=dict)
     incarnation: int = 1
     ask_timeout_s: float = 10.0
+    send_timeout_s: float = 10.0
     max_frame_size: int | None = None
     force_codec: bool = False
     run_dir: Path | None = None
@@ -96,6 +100,8 @@ class Node:
     _cells: dict[str, tuple[ActorRef, trio.MemorySendChannel[Envelope]]] = attrs.field(
         factory=dict, init=False
     )
+    _handles: dict[str, frozenset[type]] = attrs.field(factory=dict, init=False)
+    _down: set[str] = attrs.field(factory=set, init=False)
     _outboxes: dict[str, Outbox] = attrs.field(factory=dict, init=False)
     _pending: dict[int, _Pending] = attrs.field(factory=dict, init=False)
     _cids: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
@@ -142,8 +148,23 @@ class Node:
             outbox.close()
         self._outboxes.clear()
 
+    def mark_down(self, node: str) -> None:
+        """``node`` died: asks waiting on it and, until it is back (:meth:`set_peer`), new
+        asks to it fail at once with ActorGone, and tells to it are dropped (and counted),
+        so no sender waits on a dead peer."""
+        self._down.add(node)
+        old = self._outboxes.pop(node, None)
+        if old is not None:
+            old.close()
+        for pending in self._pending.values():
+            if pending.target == node and not pending.done.is_set():
+                # Its answer will never come: fail the ask now, not at its deadline.
+                pending.kind, pending.body = FAIL, ("NodeUnreachable", f"node {node!r} died")
+                pending.done.set()
+
     def set_peer(self, node: str, address: str) -> None:
         """Learn (or change) where ``node`` listens; a changed address is re-dialed."""
+        self._down.discard(node)
         if self.directory.get(node) != address:
             self.directory[node] = address
             old = self._outboxes.pop(node, None)
@@ -158,9 +179,18 @@ class Node:
         self._counters[name] = count
         return ActorRef(self.name, name, self.incarnation * _INCARNATION_STRIDE + count)
 
-    def register(self, ref: ActorRef, mailbox: trio.MemorySendChannel[Envelope]) -> None:
-        """Make ``ref`` the current incarnation of its name on this node."""
+    def register(
+        self,
+        ref: ActorRef,
+        mailbox: trio.MemorySendChannel[Envelope],
+        handles: frozenset[type] = frozenset(),
+    ) -> None:
+        """Make ``ref`` the current incarnation of its name on this node.
+
+        ``handles`` are the message types it has handlers for (see :meth:`local_handlers`).
+        """
         self._cells[ref.name] = (ref, mailbox)
+        self._handles[ref.name] = handles
         self.placement.setdefault(ref.name, self.name)
 
     def unregister(self, ref: ActorRef) -> None:
@@ -168,6 +198,11 @@ class Node:
         cell = self._cells.get(ref.name)
         if cell is not None and cell[0] == ref:
             del self._cells[ref.name]
+            self._handles.pop(ref.name, None)
+
+    def local_handlers(self, message_type: type) -> list[ActorRef]:
+        """The local actors that handle ``message_type`` (to broadcast node events)."""
+        return [self._cells[n][0] for n, types in self._handles.items() if message_type in types]
 
     def current(self, name: str) -> ActorRef | None:
         """The current incarnation of local actor ``name``, if it runs."""
@@ -222,7 +257,7 @@ class Node:
         ref = self.locate(target)
         asker = sender or self._host_ref
         cid = next(self._cids)
-        pending = _Pending(asker)
+        pending = _Pending(asker, ref.node)
         self._pending[cid] = pending
         limit = self.ask_timeout_s if timeout is None else timeout
         try:
@@ -237,6 +272,8 @@ class Node:
             error_type, text = pending.body
             if error_type == "ActorGone":
                 raise ActorGone(text)
+            if error_type == "NodeUnreachable":
+                raise NodeUnreachable(text)
             raise RemoteError(error_type, text)
         return None if isinstance(pending.body, Ack) else pending.body
 
@@ -258,6 +295,11 @@ class Node:
                 env = decode(encode(env).to_bytes())
             await self.route(env)
             return
+        if node in self._down:
+            self.stats.dropped_unreachable += 1
+            if env.kind == ASK:
+                raise NodeUnreachable(f"node {node!r} of {env.receiver} is down")
+            return
         frame = encode(env)
         outbox = self._outboxes.get(node)
         if outbox is None:
@@ -266,13 +308,28 @@ class Node:
                 known = ", ".join(sorted(self.directory)) or "none"
                 raise UnknownNode(f"no address for node {node!r} (known: {known})")
             outbox = self._outboxes[node] = self.transport.connect(address)
-        try:
-            await outbox.send(frame)
-        except TransportClosed:
+        sent = False
+        with trio.move_on_after(self.send_timeout_s):
+            try:
+                await outbox.send(frame)
+                sent = True
+            except TransportClosed:
+                pass
+        if not sent:
+            # A dead or partitioned peer must not hang its senders: the message is
+            # dropped, and the connection is dialed afresh for the next one.
             self.stats.dropped_unreachable += 1
-            self.log.warning("message_unreachable", to=str(env.receiver))
+            self.log.warning(
+                "message_unreachable", to=str(env.receiver), after_s=self.send_timeout_s
+            )
+            self._drop_outbox(node, outbox)
             return
         self.stats.sent += 1
+
+    def _drop_outbox(self, node: str, outbox: Outbox) -> None:
+        if self._outboxes.get(node) is outbox:
+            del self._outboxes[node]
+        outbox.close()
 
     # --- receiving ---------------------------------------------------------------
 

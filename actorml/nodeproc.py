@@ -113,6 +113,7 @@ async def run_node_process(
         placement=placement(topology),
         incarnation=incarnation,
         ask_timeout_s=cluster.ask_timeout_s,
+        send_timeout_s=cluster.ask_timeout_s,
         max_frame_size=cluster.recv_max_size,
         run_dir=run_dir,
         log=log,

@@ -64,23 +64,15 @@ class Transport(Protocol):
 
 
 def _own_buffer(msg: Any) -> Any:
-    """A cffi buffer over the body of nng message ``msg`` that frees it when collected."""
+    """A cffi buffer over the body of nng message ``msg`` that frees it when collected.
+
+    Arrays decoded from a frame are views of this buffer, so the message lives as
+    long as any of them does.
+    """
     size = lib.nng_msg_len(msg)
     body = ffi.cast("char *", lib.nng_msg_body(msg))
     owner = ffi.gc(body, lambda _: lib.nng_msg_free(msg))
     return ffi.buffer(owner, size)
-
-
-def _steal_buffer(message: pynng.Message) -> Any:
-    """A cffi buffer over the message body that frees the nng message when collected.
-
-    pynng's Message frees its nng_msg in ``__del__``; arrays decoded from the body
-    must outlive it, so the buffer takes the ownership over instead.
-    """
-    msg = message._nng_msg
-    with message._mem_freed_lock:
-        message._mem_freed = True
-    return _own_buffer(msg)
 
 
 def _alloc_message(frame: Frame) -> Any:
@@ -95,16 +87,12 @@ def _alloc_message(frame: Frame) -> Any:
     return msg
 
 
-def _make_message(frame: Frame) -> pynng.Message:
-    """An nng message holding ``frame``, written straight into nng's own buffer."""
-    return pynng.Message(_alloc_message(frame))
-
-
-# pynng's async calls complete on an nng thread that hands the result to trio through
-# ``run_sync_soon``: two thread hand-offs per message, most of a small round trip. So
-# both ends try a non-blocking call first, done on the calling thread, and only wait
-# when nng cannot take or give a message at once: the inbox on the socket's receive
-# fd (polled by trio itself), the outbox in pynng's ``asend_msg`` (backpressure).
+# pynng's async calls complete on an nng thread that runs Python to hand the result
+# to trio (``run_sync_soon``): GIL hand-offs and wake-ups that were most of a small
+# round trip, and a good part of the CPU spent per large message. So both ends make
+# non-blocking calls on trio's thread and, when nng cannot take or give a message at
+# once, sleep on the socket's send or receive fd, which nng makes readable when it
+# can: trio polls it like any other fd.
 
 
 @attrs.define(eq=False)
@@ -138,42 +126,59 @@ class _NngInbox:
             waited = True
 
     def close(self) -> None:
-        try:
-            trio.lowlevel.notify_closing(self._fd)  # wakes a receive() waiting on the fd
-        except RuntimeError:
-            pass  # not in trio: nobody can be waiting
-        self.socket.close()
+        _close(self.socket, self._fd)
 
 
 @attrs.define(eq=False)
 class _NngOutbox:
     address: str
     socket: pynng.Push0
-    _waiting: int = attrs.field(default=0, init=False)
+    _fd: int = attrs.field(init=False)
+    # Senders that must wait queue here, in order; trio's Lock is fair, so frames
+    # leave in the order their senders called send().
+    _turn: trio.Lock = attrs.field(init=False, factory=trio.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        self._fd = self.socket.send_fd
 
     async def send(self, frame: Frame) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         msg = _alloc_message(frame)
-        if not self._waiting:  # never overtake a frame already waiting to be sent
-            rv = lib.nng_sendmsg(self.socket.socket, msg, lib.NNG_FLAG_NONBLOCK)
-            if rv == 0:  # nng owns the message now
+        sent = False
+        try:
+            if not self._turn.locked():  # never overtake a frame already waiting
+                sent = self._try_send(msg)
+            if sent:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
-            if rv != lib.NNG_EAGAIN:
-                lib.nng_msg_free(msg)
-                if rv == lib.NNG_ECLOSED:
-                    raise TransportClosed(self.address)
-                check_err(rv)
-        self._waiting += 1
-        try:
-            await self.socket.asend_msg(pynng.Message(msg))
-        except pynng.Closed as exc:
+            async with self._turn:
+                while not (sent := self._try_send(msg)):
+                    await trio.lowlevel.wait_readable(self._fd)
+        except trio.ClosedResourceError as exc:
             raise TransportClosed(self.address) from exc
         finally:
-            self._waiting -= 1
+            if not sent:  # nng takes the message only when it accepts it
+                lib.nng_msg_free(msg)
+
+    def _try_send(self, msg: Any) -> bool:
+        rv = lib.nng_sendmsg(self.socket.socket, msg, lib.NNG_FLAG_NONBLOCK)
+        if rv == lib.NNG_EAGAIN:
+            return False
+        if rv == lib.NNG_ECLOSED:
+            raise TransportClosed(self.address)
+        check_err(rv)
+        return True
 
     def close(self) -> None:
-        self.socket.close()
+        _close(self.socket, self._fd)
+
+
+def _close(socket: pynng.Socket, fd: int) -> None:
+    try:
+        trio.lowlevel.notify_closing(fd)  # wakes a task waiting on the fd
+    except RuntimeError:
+        pass  # not in trio: nobody can be waiting
+    socket.close()
 
 
 @attrs.define(eq=False)

@@ -35,6 +35,7 @@ _JOB_DEFAULTS: dict[str, Any] = {
     "jitter_s": 0.0,
     "progress": True,
     "wait_timeout_s": 300.0,
+    "replication": 1,
 }
 _OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
 
@@ -76,6 +77,13 @@ class JobSection:
         _float(f"{path}.target_accuracy", out["target_accuracy"], 0.0, 1.0)
         _float(f"{path}.jitter_s", out["jitter_s"], 0.0)
         _float(f"{path}.wait_timeout_s", out["wait_timeout_s"], 0.001)
+        replication = _int(f"{path}.replication", out["replication"], 1)
+        if replication > 2 or (replication == 2 and out["shards"] < 2):
+            raise TopologyError(
+                f"{path}.replication",
+                "expected 1 (no backup) or 2 (a backup of each shard on another shard's node,"
+                f" which needs shards >= 2), got {replication} with {out['shards']} shards",
+            )
         if not isinstance(out["progress"], bool):
             raise TopologyError(
                 f"{path}.progress", f"expected true or false, got {out['progress']!r}"
@@ -215,9 +223,10 @@ def training_nodes(
     protocol_args: dict[str, Any] = {"workers": workers, "shards": shards}
     if kind in ("ssp", "essp") or ":" in kind:
         protocol_args["staleness"] = protocol["staleness"]
+    replicas = [f"replica-{k}" for k in range(len(shards))] if job["replication"] == 2 else []
     scheduler_args = {
-        "workers": workers, "shards": shards, "protocol": "protocol", "job": job,
-        "model": model, "data": data, "optimizer": optimizer,
+        "workers": workers, "shards": shards, "replicas": replicas, "protocol": "protocol",
+        "job": job, "model": model, "data": data, "optimizer": optimizer,
     }  # fmt: skip
     nodes: list[dict[str, Any]] = [
         {
@@ -229,9 +238,11 @@ def training_nodes(
         }
     ]
     for i, shard in enumerate(shards):
-        nodes.append(
-            {"name": shard, "actor": [{"name": shard, "kind": "shard", "args": {"index": i}}]}
-        )
+        actors = [{"name": shard, "kind": "shard", "args": {"index": i}}]
+        if replicas:  # the backup of the previous slice lives here, on another node
+            k = (i - 1) % len(shards)
+            actors.append({"name": replicas[k], "kind": "shard", "args": {"index": k}})
+        nodes.append({"name": shard, "actor": actors})
     for worker in workers:
         args: dict[str, Any] = {"wait_timeout_s": job["wait_timeout_s"]}
         if worker in job["slowdown"]:

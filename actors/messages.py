@@ -6,6 +6,7 @@ per shard carries every table's rows for a clock.
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 
 from actorml import message
@@ -101,6 +102,7 @@ class Tables:
     version: int
     pushes_applied: int
     pushes_duplicate: int
+    applied_ids: dict[str, list[int]]
 
 
 @message("ps.join_job")
@@ -131,6 +133,8 @@ class Progress:
     compute_s: float
     wait_s: float
     staleness: int
+    incarnation: int = 0
+    acked: dict[str, list[int]] = attrs.field(factory=dict)
 
 
 @message("ps.done")
@@ -161,3 +165,73 @@ class Layout:
     shards: list[str]
     seed: int
     batch_size: int
+
+
+@message("ps.shard_hello")
+class ShardHello:
+    """A shard actor starting: which role does it play for slice ``index``?"""
+
+    name: str
+    index: int
+
+
+@message("ps.shard_role")
+class ShardRole:
+    """``primary`` or ``backup`` of slice ``index``; a backup that must copy the current
+    state first is told whom to copy it from (``sync_from``)."""
+
+    role: str
+    index: int
+    backup: str | None
+    sync_from: str | None
+
+
+@message("ps.replicate")
+class Replicate:
+    """A primary forwards a push to its backup before acknowledging it."""
+
+    push: Push
+
+
+@message("ps.promote")
+class Promote:
+    """The primary of this slice died: the backup takes over."""
+
+    map_version: int
+
+
+@message("ps.sync_state")
+class SyncState:
+    """A new backup asks the primary for its whole state (and becomes its backup)."""
+
+    backup: str
+
+
+@message("ps.shard_state")
+class ShardState:
+    """Everything a replica needs to continue where the primary is."""
+
+    tables: list[str]
+    values: list[np.ndarray]
+    state_names: list[list[str]]
+    state: list[list[np.ndarray]]
+    steps: list[np.ndarray]
+    applied: dict[str, int]
+    last_seq: list[tuple[str, int, int]]
+    version: int
+    pushes_applied: int
+    pushes_duplicate: int
+    applied_ids: dict[str, list[int]]
+
+
+@message("ps.get_table_map")
+class GetTableMap:
+    pass
+
+
+@message("ps.table_map")
+class TableMapUpdate:
+    """Which actor is the primary of each slice now (``version`` grows on every change)."""
+
+    version: int
+    primaries: list[str]

@@ -21,6 +21,7 @@ import numpy as np
 import trio
 
 from actorml import Actor, handler
+from actorml.control import NodeDown
 from actorml.models import load_dataset
 from actorml.models.base import Model
 from actorml.models.data import Dataset, partition
@@ -30,11 +31,16 @@ from .messages import (
     Assignment,
     Done,
     GetLayout,
+    GetTableMap,
     GetTables,
     JoinJob,
     Layout,
     Progress,
+    Promote,
+    ShardHello,
+    ShardRole,
     StopTraining,
+    TableMapUpdate,
     Tables,
 )
 from .plot import plot_training
@@ -48,6 +54,7 @@ class Scheduler(Actor):
 
     workers: list[str] = attrs.field(factory=list)
     shards: list[str] = attrs.field(factory=list)
+    replicas: list[str] = attrs.field(factory=list)
     protocol: str = "protocol"
     job: dict[str, Any] = attrs.field(factory=dict)
     model: dict[str, Any] = attrs.field(factory=dict)
@@ -68,6 +75,11 @@ class Scheduler(Actor):
     _evaluated_epochs: int = attrs.field(init=False, default=0)
     _last_print: float = attrs.field(init=False, default=0.0)
     _finished: bool = attrs.field(init=False, default=False)
+    primaries: list[str] = attrs.field(init=False, factory=list)
+    backups: list[str | None] = attrs.field(init=False, factory=list)
+    map_version: int = attrs.field(init=False, default=0)
+    acked: dict[int, dict[str, set[int]]] = attrs.field(init=False, factory=dict)
+    _saved_at: float = attrs.field(init=False, default=0.0)
 
     @property
     def run_dir(self) -> Path:
@@ -94,20 +106,115 @@ class Scheduler(Actor):
         self._cpe = max(1, math.ceil(biggest / batch))
         self._total = self._cpe * int(self.job.get("epochs", 1))
         self.clocks = dict.fromkeys(self.workers, 0)
+        self.primaries = list(self.shards)
+        self.backups = list(self.replicas) if self.replicas else [None] * len(self.shards)
         self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        if self.ctx.restarted:
+            self._restore()
         self.ctx.log.info(
             "job_ready", rows=n, features=dataset.n_features, classes=dataset.n_classes,
             clocks_per_epoch=self._cpe, total_clocks=self._total,
         )  # fmt: skip
 
+    async def run(self) -> None:
+        if self._done >= set(self.workers) and not self._finished:
+            # Restarted after every worker had finished: finish the job now.
+            self._finished = True
+            await self._finish()
+        await trio.sleep_forever()
+
     async def stopping(self) -> None:
         if self._metrics is not None:
             self._metrics.close()
+
+    # --- surviving a restart -------------------------------------------------------
+
+    @property
+    def _state_file(self) -> Path:
+        return self.run_dir / "scheduler_state.json"
+
+    def _save(self, *, throttle: bool = False) -> None:
+        """Write what a restarted scheduler needs (atomically: temp file, then rename)."""
+        now = time.perf_counter()
+        if throttle and now - self._saved_at < 0.5:
+            return
+        self._saved_at = now
+        state = {
+            "elapsed": now - self._start if self._start else 0.0,
+            "clocks": self.clocks,
+            "done": sorted(self._done),
+            "samples": self._samples,
+            "evaluations": self.evaluations,
+            "evaluated_epochs": self._evaluated_epochs,
+            "primaries": self.primaries,
+            "backups": self.backups,
+            "map_version": self.map_version,
+            "acked": {k: {w: sorted(v) for w, v in m.items()} for k, m in self.acked.items()},
+        }
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(self._state_file)
+
+    def _restore(self) -> None:
+        if not self._state_file.exists():
+            return
+        state = json.loads(self._state_file.read_text())
+        self._start = time.perf_counter() - state["elapsed"]
+        self.clocks.update(state["clocks"])
+        self._done = set(state["done"])
+        self._samples = state["samples"]
+        self.evaluations = state["evaluations"]
+        self._evaluated_epochs = state["evaluated_epochs"]
+        self.primaries, self.backups = state["primaries"], state["backups"]
+        self.map_version = state["map_version"]
+        self.acked = {int(k): {w: set(v) for w, v in m.items()} for k, m in state["acked"].items()}
+        self.ctx.log.warning("scheduler_restored", clocks=self.clocks, done=sorted(self._done))
 
     @handler
     async def get_layout(self, msg: GetLayout) -> Layout:
         assert self.layout is not None
         return self.layout
+
+    # --- the table map: which actor is the primary (and the backup) of each slice ------
+
+    @handler
+    async def shard_hello(self, msg: ShardHello) -> ShardRole:
+        k = msg.index
+        if self.primaries[k] == msg.name:
+            if self.map_version:  # it was restarted while still the primary: nothing survived
+                self.ctx.log.error("slice_lost", slice=k, primary=msg.name)
+            return ShardRole("primary", k, self.backups[k], None)
+        fresh = self.map_version == 0 and self.backups[k] == msg.name
+        self.backups[k] = msg.name
+        self.ctx.log.info("backup_assigned", slice=k, backup=msg.name, primary=self.primaries[k])
+        self._save()
+        return ShardRole("backup", k, None, None if fresh else self.primaries[k])
+
+    @handler
+    async def get_table_map(self, msg: GetTableMap) -> TableMapUpdate:
+        return TableMapUpdate(self.map_version, list(self.primaries))
+
+    @handler
+    async def node_down(self, msg: NodeDown) -> None:
+        """Promote the backups of the primaries that died; forget the backups that died."""
+        placement = self.ctx.node.placement
+        for k, primary in enumerate(self.primaries):
+            backup = self.backups[k]
+            if backup is not None and placement.get(backup) == msg.node:
+                self.backups[k] = None
+            if placement.get(primary) != msg.node:
+                continue
+            self.map_version += 1
+            if self.backups[k] is None:
+                self.ctx.log.error("slice_unreplicated_primary_died", slice=k, primary=primary)
+                continue
+            self.primaries[k], self.backups[k] = self.backups[k], None  # type: ignore[assignment]
+            await self.ctx.ask(self.primaries[k], Promote(self.map_version))
+            self._save()
+            self.ctx.log.warning(
+                "shard_failover", slice=k, dead=primary, primary=self.primaries[k],
+                map_version=self.map_version, reason=msg.reason,
+            )  # fmt: skip
 
     @handler
     async def join_job(self, msg: JoinJob) -> Assignment:
@@ -123,6 +230,10 @@ class Scheduler(Actor):
         now = time.perf_counter() - self._start
         self.clocks[msg.worker] = max(self.clocks.get(msg.worker, 0), msg.clock + 1)
         self._samples += msg.samples
+        for shard, seqs in msg.acked.items():
+            self.acked.setdefault(int(shard), {}).setdefault(
+                f"{msg.worker}#{msg.incarnation}", set()
+            ).update(seqs)
         self._losses.append(msg.loss)
         self._metrics.write(json.dumps({
             "t": round(now, 4), "worker": msg.worker, "clock": msg.clock, "loss": msg.loss,
@@ -134,23 +245,45 @@ class Scheduler(Actor):
             self._evaluated_epochs = epoch
             await self._evaluate(epoch)
         self._print_progress(now)
+        self._save(throttle=True)
 
     @handler
     async def done(self, msg: Done) -> None:
         self._done.add(msg.worker)
+        self._save()
         if self._done >= set(self.workers) and not self._finished:
             self._finished = True
             await self._finish()
 
     async def _fetch(self) -> dict[str, np.ndarray]:
+        params, _ = await self._fetch_audited()
+        return params
+
+    async def _fetch_audited(self) -> tuple[dict[str, np.ndarray], dict[str, dict[str, int]]]:
+        """The full tables, and per slice the audit of applied against acknowledged pushes.
+
+        ``lost``: pushes a worker saw acknowledged that the slice does not hold;
+        ``doubled``: pushes applied more than once; ``unreported``: applied pushes no
+        worker reported acknowledged (a worker that died with them in flight).
+        """
         assert self._model is not None
         specs = {s.name: s for s in self._model.tables()}
         full = {name: np.zeros((s.rows, s.cols)) for name, s in specs.items()}
-        for shard in self.shards:
+        audit = {}
+        for k, shard in enumerate(self.primaries):
             answer: Tables = await self.ctx.ask(shard, GetTables())
             for name, rows, values in zip(answer.tables, answer.rows, answer.values, strict=True):
                 full[name][rows] = values
-        return full
+            applied = {(w, q) for w, seqs in answer.applied_ids.items() for q in seqs}
+            acked = {(w, q) for w, seqs in self.acked.get(k, {}).items() for q in seqs}
+            audit[str(k)] = {
+                "applied": answer.pushes_applied,
+                "acknowledged": len(acked),
+                "lost": len(acked - applied),
+                "doubled": answer.pushes_applied - len(applied),
+                "unreported": len(applied - acked),
+            }
+        return full, audit
 
     async def _evaluate(self, epoch: int) -> dict[str, float]:
         assert self._model is not None and self._dataset is not None
@@ -166,6 +299,7 @@ class Scheduler(Actor):
             "samples": self._samples,
         }
         self.evaluations.append(row)
+        self._save()
         self.ctx.log.info("evaluated", **row)
         target = float(self.job.get("target_accuracy", 0.0) or 0.0)
         if target and row["test_accuracy"] >= target:
@@ -199,7 +333,7 @@ class Scheduler(Actor):
         else:
             final = await self._evaluate(self._evaluated_epochs)
         self._print_progress(elapsed, final=True)
-        params = await self._fetch()
+        params, audit = await self._fetch_audited()
         np.savez(self.run_dir / "params.npz", **params)
         await trio.to_thread.run_sync(
             lambda: plot_training(
@@ -216,4 +350,5 @@ class Scheduler(Actor):
             params=str(self.run_dir / "params.npz"),
             plot=str(self.run_dir / "training.png"),
             metrics=str(self.run_dir / "metrics.jsonl"),
+            audit=audit,
         )

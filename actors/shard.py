@@ -1,10 +1,15 @@
-"""A shard server: holds slices of the parameter tables and applies pushes.
+"""A shard server: holds one slice of the parameter tables and applies pushes.
 
 Each push carries (worker, incarnation, seq); a shard applies a given push once, and
 acknowledges a retried one without applying it again. Updates go through the job's
 server-side optimiser with per-row state (SGD, AdaGrad, RMSProp, Adam). Every answer
 carries ``applied`` (per worker, the highest clock applied here) and ``version`` (pushes
 applied so far), which is what the consistency checks and worker caches rely on.
+
+With replication a slice has a primary and a backup on another node. The primary
+forwards every push to the backup and acknowledges it only once the backup has it, so
+an acknowledged update survives the primary's death: the scheduler promotes the backup,
+and the restarted node's actor copies the new primary's state and becomes its backup.
 """
 
 from __future__ import annotations
@@ -14,16 +19,37 @@ from typing import Any
 import attrs
 import numpy as np
 
-from actorml import Actor, handler
+from actorml import Actor, ActorGone, AskTimeout, Refused, handler
+from actorml.control import NodeDown
 from actorml.models.base import init_tables
 from actorml.models.optim import Optimizer, init_state
 from actorml.protocols.contract import MinClock
 
 from .config import build_model, build_optimizer, build_table_map
-from .messages import GetLayout, GetTables, Layout, Pull, Push, PushAck, Rows, RowsUpdate, Tables
+from .messages import (
+    GetLayout,
+    GetTables,
+    Layout,
+    Promote,
+    Pull,
+    Push,
+    PushAck,
+    Replicate,
+    Rows,
+    RowsUpdate,
+    ShardHello,
+    ShardRole,
+    ShardState,
+    SyncState,
+    Tables,
+)
 from .tables import TableMap
 
-__all__ = ["Shard"]
+__all__ = ["NotPrimary", "Shard"]
+
+
+class NotPrimary(Refused):
+    """A worker asked a backup (its table map is out of date)."""
 
 
 @attrs.define(eq=False)
@@ -36,15 +62,17 @@ class _Slice:
 
 @attrs.define(eq=False)
 class Shard(Actor):
-    """Shard ``index`` of the job's tables.
+    """The holder of slice ``index`` of every table, as primary or as backup.
 
     Args:
-        index: which slice of every table this shard holds.
-        scheduler: where the job layout comes from.
+        index: which slice of every table this actor holds.
+        scheduler: where the job layout and this actor's role come from.
     """
 
     index: int = 0
     scheduler: str = "scheduler"
+    role: str = attrs.field(init=False, default="primary")
+    backup: str | None = attrs.field(init=False, default=None)
     map: TableMap | None = attrs.field(init=False, default=None)
     optimizer: Optimizer | None = attrs.field(init=False, default=None)
     slices: dict[str, _Slice] = attrs.field(init=False, factory=dict)
@@ -52,11 +80,14 @@ class Shard(Actor):
     version: int = attrs.field(init=False, default=0)
     pushes_applied: int = attrs.field(init=False, default=0)
     pushes_duplicate: int = attrs.field(init=False, default=0)
+    applied_ids: dict[str, list[int]] = attrs.field(init=False, factory=dict)
+    """Per ``worker#incarnation``, the seqs applied: the audit that nothing was lost or doubled."""
     _last_seq: dict[tuple[str, int], int] = attrs.field(init=False, factory=dict)
+    _backup_seen: bool = attrs.field(init=False, default=False)
     _readers: dict[str, dict[str, np.ndarray | None]] = attrs.field(init=False, factory=dict)
 
     async def started(self) -> None:
-        layout: Layout = await self.ctx.ask_when_up(self.scheduler, GetLayout())
+        layout: Layout = await self.ctx.ask_when_up(self.scheduler, GetLayout(), within_s=120)
         model = build_model(layout)
         self.map = build_table_map(layout, model)
         self.optimizer = build_optimizer(layout)
@@ -69,8 +100,20 @@ class Shard(Actor):
                 steps=np.zeros(owned.size, dtype=np.int64),
                 owned=owned,
             )
+        role: ShardRole = await self.ctx.ask(
+            self.scheduler, ShardHello(self.ctx.ref.name, self.index)
+        )
+        self.role, self.backup = role.role, role.backup
+        if role.sync_from is not None:
+            state: ShardState = await self.ctx.ask(role.sync_from, SyncState(self.ctx.ref.name))
+            self._install(state)
         rows = sum(s.owned.size for s in self.slices.values())
-        self.ctx.log.info("shard_ready", tables=len(self.slices), rows=rows)
+        self.ctx.log.info(
+            "shard_ready", slice=self.index, role=self.role, backup=self.backup,
+            synced_from=role.sync_from, rows=rows, version=self.version,
+        )  # fmt: skip
+
+    # --- reading and writing --------------------------------------------------------
 
     def _rows(self, tables: list[str], rows: list[np.ndarray | None]) -> Rows:
         assert self.map is not None
@@ -85,46 +128,129 @@ class Shard(Actor):
                 out_values.append(part.values[self.map.local(name, self.index, ids)])
         return Rows(list(tables), out_rows, out_values, dict(self.applied), self.version)
 
+    def _primary_only(self) -> None:
+        if self.role != "primary":
+            raise NotPrimary(
+                f"{self.ctx.ref.name} is the backup of slice {self.index}; "
+                "ask the scheduler for the current table map"
+            )
+
+    def _apply(self, msg: Push) -> bool:
+        """Apply a push unless it was applied before; True if it was a duplicate."""
+        assert self.map is not None and self.optimizer is not None
+        key = (msg.worker, msg.incarnation)
+        if msg.seq <= self._last_seq.get(key, -1):
+            self.pushes_duplicate += 1
+            return True
+        for name, ids, grad in zip(msg.tables, msg.rows, msg.grads, strict=True):
+            part = self.slices[name]
+            if ids is None:
+                self.optimizer.apply(part.values, grad, part.state, part.steps)
+            else:
+                local = self.map.local(name, self.index, ids)
+                self.optimizer.apply_at(part.values, local, grad, part.state, part.steps)
+        self._last_seq[key] = msg.seq
+        self.applied_ids.setdefault(f"{msg.worker}#{msg.incarnation}", []).append(msg.seq)
+        self.applied[msg.worker] = max(self.applied.get(msg.worker, -1), msg.clock)
+        self.version += 1
+        self.pushes_applied += 1
+        return False
+
+    def _note_reader(self, worker: str, tables: list[str], rows: list[np.ndarray | None]) -> None:
+        readers = self._readers.setdefault(worker, {})
+        for name, ids in zip(tables, rows, strict=True):
+            readers[name] = _union(readers.get(name, ()), ids)
+
     @handler
     async def pull(self, msg: Pull) -> Rows:
-        readers = self._readers.setdefault(msg.worker, {})
-        for name, ids in zip(msg.tables, msg.rows, strict=True):
-            readers[name] = _union(readers.get(name, ()), ids)
+        self._primary_only()
+        self._note_reader(msg.worker, msg.tables, msg.rows)
         return self._rows(msg.tables, msg.rows)
 
     @handler
     async def push(self, msg: Push) -> PushAck:
-        assert self.map is not None and self.optimizer is not None
-        key = (msg.worker, msg.incarnation)
-        duplicate = msg.seq <= self._last_seq.get(key, -1)
-        if duplicate:
-            self.pushes_duplicate += 1
-        else:
-            for name, ids, grad in zip(msg.tables, msg.rows, msg.grads, strict=True):
-                part = self.slices[name]
-                if ids is None:
-                    self.optimizer.apply(part.values, grad, part.state, part.steps)
-                else:
-                    local = self.map.local(name, self.index, ids)
-                    self.optimizer.apply_at(part.values, local, grad, part.state, part.steps)
-            self._last_seq[key] = msg.seq
-            self.applied[msg.worker] = max(self.applied.get(msg.worker, -1), msg.clock)
-            self.version += 1
-            self.pushes_applied += 1
-        readers = self._readers.setdefault(msg.worker, {})
-        for name, ids in zip(msg.tables, msg.rows, strict=True):
-            readers[name] = _union(readers.get(name, ()), ids)
+        self._primary_only()
+        duplicate = self._apply(msg)
+        if self.backup is not None:
+            try:
+                if self._backup_seen:
+                    await self.ctx.ask(self.backup, Replicate(msg))
+                else:  # at the job's start the backup may still be starting
+                    await self.ctx.ask_when_up(self.backup, Replicate(msg), within_s=30.0)
+                    self._backup_seen = True
+            except (ActorGone, AskTimeout) as exc:
+                # Keep serving without a backup; the scheduler gives us a new one.
+                self.ctx.log.warning("backup_lost", backup=self.backup, error=str(exc))
+                self.backup = None
+        self._note_reader(msg.worker, msg.tables, msg.rows)
         return PushAck(msg.seq, duplicate, self._rows(msg.tables, msg.rows))
+
+    # --- replication ------------------------------------------------------------------
+
+    @handler
+    async def replicate(self, msg: Replicate) -> None:
+        self._apply(msg.push)
+
+    @handler
+    async def promote(self, msg: Promote) -> None:
+        self.role, self.backup = "primary", None
+        self.ctx.log.warning("shard_promoted", slice=self.index, map_version=msg.map_version)
+
+    @handler
+    async def sync_state(self, msg: SyncState) -> ShardState:
+        """Hand the whole state to a new backup, which gets every push from now on."""
+        self._primary_only()
+        self.backup, self._backup_seen = msg.backup, True
+        names = list(self.slices)
+        self.ctx.log.info("backup_attached", backup=msg.backup, version=self.version)
+        return ShardState(
+            tables=names,
+            values=[self.slices[n].values for n in names],
+            state_names=[list(self.slices[n].state) for n in names],
+            state=[list(self.slices[n].state.values()) for n in names],
+            steps=[self.slices[n].steps for n in names],
+            applied=dict(self.applied),
+            last_seq=[(w, inc, seq) for (w, inc), seq in self._last_seq.items()],
+            version=self.version,
+            pushes_applied=self.pushes_applied,
+            pushes_duplicate=self.pushes_duplicate,
+            applied_ids={k: list(v) for k, v in self.applied_ids.items()},
+        )
+
+    def _install(self, state: ShardState) -> None:
+        for i, name in enumerate(state.tables):
+            part = self.slices[name]
+            part.values = np.array(state.values[i])
+            part.state = {
+                k: np.array(v) for k, v in zip(state.state_names[i], state.state[i], strict=True)
+            }
+            part.steps = np.array(state.steps[i])
+        self.applied = dict(state.applied)
+        self._last_seq = {(w, inc): seq for w, inc, seq in state.last_seq}
+        self.version = state.version
+        self.pushes_applied = state.pushes_applied
+        self.pushes_duplicate = state.pushes_duplicate
+        self.applied_ids = {k: list(v) for k, v in state.applied_ids.items()}
+
+    @handler
+    async def node_down(self, msg: NodeDown) -> None:
+        """A backup on a dead node is dropped at once: the restarted one will ask to
+        sync, and must not find this primary waiting on its predecessor."""
+        if self.backup is not None and self.ctx.node.placement.get(self.backup) == msg.node:
+            self.ctx.log.warning("backup_lost", backup=self.backup, reason=msg.reason)
+            self.backup = None
+
+    # --- ESSP and inspection ----------------------------------------------------------
 
     @handler
     async def min_clock(self, msg: MinClock) -> None:
-        """ESSP: push fresh rows to every worker that has read from this shard."""
+        """ESSP: push fresh rows to every worker that has read from this slice."""
+        if self.role != "primary":
+            return
         for worker, tables in list(self._readers.items()):
             names = list(tables)
-            update = RowsUpdate(
-                f"shard-{self.index}", msg.min_clock, self._rows(names, [tables[n] for n in names])
-            )
-            await self.ctx.tell(worker, update)
+            rows = self._rows(names, [tables[n] for n in names])
+            await self.ctx.tell(worker, RowsUpdate(self.ctx.ref.name, msg.min_clock, rows))
 
     @handler
     async def tables(self, msg: GetTables) -> Tables:
@@ -138,10 +264,8 @@ class Shard(Actor):
             version=self.version,
             pushes_applied=self.pushes_applied,
             pushes_duplicate=self.pushes_duplicate,
+            applied_ids={k: list(v) for k, v in self.applied_ids.items()},
         )
-
-    def forget_reader(self, worker: str) -> None:
-        self._readers.pop(worker, None)
 
 
 def _union(known: Any, ids: np.ndarray | None) -> np.ndarray | None:

@@ -17,7 +17,7 @@ import attrs
 import numpy as np
 import trio
 
-from actorml import Actor, handler
+from actorml import Actor, ActorGone, AskTimeout, RemoteError, handler
 from actorml.groups import sole
 from actorml.models import load_dataset
 from actorml.models.base import Model, localize, take_rows
@@ -30,6 +30,7 @@ from .messages import (
     Assignment,
     Done,
     GetLayout,
+    GetTableMap,
     JoinJob,
     Layout,
     Progress,
@@ -39,6 +40,7 @@ from .messages import (
     Rows,
     RowsUpdate,
     StopTraining,
+    TableMapUpdate,
 )
 from .tables import TableMap
 
@@ -65,6 +67,7 @@ class Worker(Actor):
     delay_s: float = 0.0
     wait_timeout_s: float = 300.0
     reads: list[tuple[int, dict[str, int]]] = attrs.field(init=False, factory=list)
+    acked: list[tuple[int, int]] = attrs.field(init=False, factory=list)
     stopped: bool = attrs.field(init=False, default=False)
     _cache: RowCache | None = attrs.field(init=False, default=None)
     _map: TableMap | None = attrs.field(init=False, default=None)
@@ -88,14 +91,14 @@ class Worker(Actor):
 
     async def run(self) -> None:
         me, inc = self.ctx.ref.name, self.ctx.ref.incarnation
-        layout: Layout = await self.ctx.ask_when_up(self.scheduler, GetLayout(), within_s=120)
+        layout: Layout = await self._ask_through_failures(self.scheduler, GetLayout())
         model = build_model(layout)
         self._map = build_table_map(layout, model)
         self._cache = RowCache.empty(tuple(model.tables()))
         data = dict(layout.data)
         dataset = await trio.to_thread.run_sync(lambda: load_dataset(**data))
-        job: Assignment = await self.ctx.ask(self.scheduler, JoinJob(me, inc))
-        joined = await self.ctx.ask(self.protocol, Join(me, inc))
+        job: Assignment = await self._ask_through_failures(self.scheduler, JoinJob(me, inc))
+        joined = await self._ask_through_failures(self.protocol, Join(me, inc))
         block = partition(dataset.y_train.shape[0], job.n_parts, job.part)
         X, y = (
             take_rows(dataset.X_train, np.arange(block.start, block.stop)),
@@ -123,10 +126,9 @@ class Worker(Actor):
     ) -> None:
         assert self._cache is not None and self._map is not None
         began = time.perf_counter()
-        with trio.fail_after(self.wait_timeout_s):
-            ok: ReadOk = await self.ctx.ask(
-                self.protocol, MayRead(me, inc, clock), timeout=self.wait_timeout_s
-            )
+        ok: ReadOk = await self._ask_through_failures(
+            self.protocol, MayRead(me, inc, clock), timeout=self.wait_timeout_s
+        )
         rows, X_local = localize(model, Xb)
         await self._pull_stale(rows, ok)
         waited = time.perf_counter() - began
@@ -151,16 +153,62 @@ class Worker(Actor):
             extra += float(np.random.default_rng().uniform(0, self.jitter_s))
         if extra > 0:
             await trio.sleep(extra)
+        before = len(self.acked)
         await self._push(clock, rows, grads, ok, me, inc)
+        acked: dict[str, list[int]] = {}
+        for shard, seq in self.acked[before:]:
+            acked.setdefault(str(shard), []).append(seq)
         await self.ctx.tell(self.protocol, Tick(me, inc, clock + 1))
         others = [v for w, v in seen.items() if w != me]
         staleness = max(0, clock - 1 - min(others)) if others else 0
         await self.ctx.tell(
             self.scheduler,
-            Progress(me, clock, float(loss), int(yb.shape[0]), compute, waited, staleness),
+            Progress(
+                me, clock, float(loss), int(yb.shape[0]), compute, waited, staleness, inc, acked
+            ),
         )
         if clock % 64 == 0:
             self._cache.prune()
+
+    async def _ask_through_failures(
+        self, target: str, msg: object, timeout: float | None = None
+    ) -> Any:
+        """Ask ``target``, waiting out its restart (its node died or it is starting).
+
+        Gives up after ``wait_timeout_s``: a job must never hang on a role that does
+        not come back.
+        """
+        deadline = trio.current_time() + self.wait_timeout_s
+        while True:
+            try:
+                return await self.ctx.ask(target, msg, timeout=timeout)
+            except ActorGone as exc:
+                if trio.current_time() >= deadline:
+                    raise
+                self.ctx.log.info("waiting_for_restart", target=target, error=str(exc))
+            await trio.sleep(0.1)
+
+    async def _ask_shard(self, shard: int, msg: object) -> Any:
+        """Ask the primary of slice ``shard``; on failover, learn the new map and retry.
+
+        A retried push carries the same (worker, incarnation, seq): the new primary
+        applies it only if the old one had not replicated it.
+        """
+        assert self._map is not None
+        deadline = trio.current_time() + self.wait_timeout_s
+        while True:
+            target = self._map.shards[shard]
+            try:
+                return await self.ctx.ask(target, msg)
+            except (*_SHARD_FAULTS, RemoteError) as exc:
+                if isinstance(exc, RemoteError) and exc.error_type != "NotPrimary":
+                    raise
+                if trio.current_time() >= deadline:
+                    raise
+                self.ctx.log.info("shard_unavailable", shard=target, error=str(exc))
+            await trio.sleep(0.05)
+            update: TableMapUpdate = await self._ask_through_failures(self.scheduler, GetTableMap())
+            self._map = attrs.evolve(self._map, shards=tuple(update.primaries))
 
     async def _pull_stale(self, rows: dict[str, np.ndarray | None], ok: ReadOk) -> None:
         assert self._cache is not None and self._map is not None
@@ -179,9 +227,7 @@ class Worker(Actor):
             return
 
         async def pull(shard: int, tables: list[str], asks: list[np.ndarray | None]) -> None:
-            answer: Rows = await self.ctx.ask(
-                tmap.shards[shard], Pull(self.ctx.ref.name, tables, asks)
-            )
+            answer: Rows = await self._ask_shard(shard, Pull(self.ctx.ref.name, tables, asks))
             cache.store(answer, ok.min_clock)
 
         await _all(pull(k, t, a) for k, (t, a) in wanted.items())
@@ -217,12 +263,15 @@ class Worker(Actor):
 
         async def push(shard: int, tables: list[str], parts: Any, pieces: Any) -> None:
             self._seq += 1
-            ack: PushAck = await self.ctx.ask(
-                tmap.shards[shard], Push(me, inc, self._seq, clock, tables, parts, pieces)
-            )
+            msg = Push(me, inc, self._seq, clock, tables, parts, pieces)
+            ack: PushAck = await self._ask_shard(shard, msg)  # a retry resends the same seq
+            self.acked.append((shard, msg.seq))
             cache.store(ack.rows, ok.min_clock)
 
         await _all(push(k, *v) for k, v in outgoing.items())
+
+
+_SHARD_FAULTS = (ActorGone, AskTimeout)
 
 
 def _block(tmap: TableMap, name: str, shard: int) -> slice:

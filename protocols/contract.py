@@ -29,6 +29,7 @@ import attrs
 import structlog
 
 from actorml import Actor, handler, message
+from actorml.control import NodeDown
 
 __all__ = [
     "Clocks",
@@ -136,11 +137,26 @@ class ConsistencyProtocol(Actor):
     clocks: dict[str, int] = attrs.field(init=False, factory=dict)
     incarnations: dict[str, int] = attrs.field(init=False, factory=dict)
     epoch: int = attrs.field(init=False, default=0)
-    _waiting: list[tuple[int, Any]] = attrs.field(init=False, factory=list)
+    _waiting: list[tuple[int, str, Any]] = attrs.field(init=False, factory=list)
     _announced: int = attrs.field(init=False, default=0)
+
+    _recovering: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
         self.clocks = dict.fromkeys(self.workers, 0)
+
+    async def started(self) -> None:
+        if self.ctx.restarted:
+            # The clock vector died with the previous incarnation. Every worker asks or
+            # ticks within a clock, and each message says where it is: rebuild from them.
+            # Until all have been heard from, the slowest may be unknown (documented).
+            self.clocks, self._recovering = {}, True
+            self.ctx.log.warning("protocol_recovering", workers=self.workers)
+
+    def _learn(self, worker: str, clock: int) -> None:
+        if self._recovering and worker not in self.clocks and worker in self.workers:
+            self.clocks[worker] = clock
+            self.epoch += 1
 
     # --- the rule a protocol is ---------------------------------------------------
 
@@ -162,14 +178,16 @@ class ConsistencyProtocol(Actor):
 
     @handler
     async def may_read(self, msg: MayRead) -> Any:
+        self._learn(msg.worker, msg.clock)
         if self.allows(msg.clock, self.min_clock):
             return self._ok(msg.clock)
         promise = self.ctx.promise()
-        self._waiting.append((msg.clock, promise))
+        self._waiting.append((msg.clock, msg.worker, promise))
         return promise
 
     @handler
     async def tick(self, msg: Tick) -> None:
+        self._learn(msg.worker, msg.clock)
         if msg.worker not in self.clocks:
             return  # a worker that already left (or was removed): ignore its clock
         if (
@@ -199,6 +217,20 @@ class ConsistencyProtocol(Actor):
             await self._advance()
 
     @handler
+    async def node_down(self, msg: NodeDown) -> None:
+        """Workers on a dead node leave the clock (a new membership epoch): nobody waits
+        for them. Restarted, they join again at the slowest clock."""
+        placement = self.ctx.node.placement
+        gone = [w for w in self.clocks if placement.get(w) == msg.node]
+        for worker in gone:
+            del self.clocks[worker]
+            self.incarnations.pop(worker, None)
+        if gone:
+            self.epoch += 1
+            self.ctx.log.warning("workers_removed", workers=gone, node=msg.node, epoch=self.epoch)
+            await self._advance()
+
+    @handler
     async def get_clocks(self, msg: GetClocks) -> Clocks:
         return Clocks(dict(self.clocks), self.min_clock, self.epoch, len(self._waiting))
 
@@ -208,11 +240,13 @@ class ConsistencyProtocol(Actor):
     async def _advance(self) -> None:
         low = self.min_clock
         still = []
-        for clock, promise in self._waiting:
+        for clock, worker, promise in self._waiting:
+            if worker not in self.clocks:
+                continue  # it left or died while waiting: nobody to answer
             if self.allows(clock, low):
                 await promise.resolve(self._ok(clock))
             else:
-                still.append((clock, promise))
+                still.append((clock, worker, promise))
         self._waiting = still
         if low > self._announced:
             self._announced = low

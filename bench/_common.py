@@ -1,0 +1,384 @@
+"""What the benchmarks share: options, statistics, output, and the raw pynng baselines.
+
+The baselines run as their own processes, started from this file::
+
+    python bench/_common.py raw-rep ADDR              # Rep0 echo server (trio)
+    python bench/_common.py raw-req ADDR BYTES        # Req0 client (trio)
+    python bench/_common.py raw-rep-sync ADDR         # the same, blocking calls
+    python bench/_common.py raw-req-sync ADDR BYTES
+    python bench/_common.py raw-pull ADDR BACK        # Pull0 receiver, acks on BACK
+    python bench/_common.py raw-push ADDR BACK BYTES  # Push0 sender
+
+Each prints ``ready [ADDRESS...]`` once listening or dialed. A client then reads one
+command per line on stdin (the number of rounds or arrays of the next batch) and
+answers with one JSON line on stdout; end of stdin makes it exit. Servers run until
+terminated. So the benchmark process drives every batch and is never on the measured
+path, as with the actors, which it drives with asks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import os
+import shutil
+import signal
+import socket as _socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "Helper",
+    "fmt",
+    "median",
+    "parse_args",
+    "print_table",
+    "quiet_logging",
+    "scratch_dir",
+    "spawn",
+    "write_json",
+]
+
+_PR_SET_PDEATHSIG = 1
+_ACK_LIMIT = 64  # messages shorter than this on a bandwidth pipe are control messages
+
+
+# --- options and output ----------------------------------------------------------
+
+
+def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The options every benchmark takes: ``--quick`` and ``--json PATH``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer, shorter batches (under a minute)"
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help='write {"figures": ..., "ratios": ...} here'
+    )
+    return parser.parse_args(argv)
+
+
+def median(samples: Iterable[float]) -> float:
+    """The median of ``samples``.
+
+    Raises:
+        ValueError: if there are none.
+    """
+    values = list(samples)
+    if not values:
+        raise ValueError("median of no samples")
+    return float(statistics.median(values))
+
+
+def fmt(value: float) -> str:
+    """A figure with three significant digits or so."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print ``rows`` under ``header`` as a plain aligned table."""
+    cells = [[str(c) for c in header]] + [
+        [fmt(c) if isinstance(c, float) else str(c) for c in row] for row in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for n, row in enumerate(cells):
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def write_json(path: Path, figures: Mapping[str, float], ratios: Mapping[str, float]) -> None:
+    """Write ``{"figures": ..., "ratios": ...}`` to ``path``.
+
+    Raises:
+        ValueError: if a value is not a positive finite number (a broken measurement
+            must not look like a result).
+    """
+    for key, value in {**figures, **ratios}.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise ValueError(f"figure {key} is {value!r}, not a positive finite number")
+    data = {
+        "figures": {k: round(float(v), 4) for k, v in figures.items()},
+        "ratios": {k: round(float(v), 4) for k, v in ratios.items()},
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def quiet_logging() -> None:
+    """Only warnings and errors from the benchmark process's own node reach the console."""
+    from actorml.log import configure_logging
+
+    configure_logging(node="_bench", level="warning")
+
+
+@contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A fresh directory for socket files and run logs, removed afterwards.
+
+    It is made in ``$TMPDIR`` (``/tmp`` by default), which must be short: ipc socket
+    paths are limited to about 100 bytes.
+    """
+    path = Path(tempfile.mkdtemp(prefix="actorml-bench-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# --- helper processes ------------------------------------------------------------
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+class Helper:
+    """A baseline process started by :func:`spawn`, driven one line at a time."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.ready: list[str] = []
+
+    def wait_ready(self) -> None:
+        """Wait for the ``ready`` line; the addresses it names go to :attr:`ready`."""
+        self.ready = self._line().split()[1:]
+
+    def _line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"baseline process {self.process.args!r} exited early")
+        return line
+
+    def command(self, line: str) -> Any:
+        """Send one command and return the decoded JSON answer (blocks)."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        return json.loads(self._line())
+
+    def close(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL) and reap it."""
+        if self.process.stdin is not None:
+            try:
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.process.poll() is None:
+                self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=5.0)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def spawn(*commands: Sequence[str]) -> list[Helper]:
+    """Start ``python bench/_common.py ROLE ARGS...`` for each command, at once.
+
+    Returns once every one is ready; if one fails, all are stopped.
+    """
+    helpers: list[Helper] = []
+    try:
+        for role, *args in commands:
+            process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), role, *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                preexec_fn=_die_with_parent,
+            )
+            helpers.append(Helper(process))
+        for helper in helpers:
+            helper.wait_ready()
+    except BaseException:
+        for helper in helpers:
+            helper.close()
+        raise
+    return helpers
+
+
+# --- the baselines themselves ------------------------------------------------------
+
+
+def _ready(out: IO[str], *addresses: str) -> None:
+    out.write(" ".join(("ready", *addresses)) + "\n")
+    out.flush()
+
+
+def _bound(socket: Any, address: str) -> str:
+    if address.startswith("tcp://") and address.endswith(":0"):
+        # pynng reports sa_port as stored: in network byte order.
+        port = _socket.ntohs(socket.listeners[0].local_address.port)
+        return f"{address.rsplit(':', 1)[0]}:{port}"
+    return address
+
+
+def _commands() -> Iterable[int]:
+    for line in sys.stdin:
+        yield int(line)
+
+
+def _raw_rep(address: str) -> None:
+    import pynng
+    import trio
+
+    async def serve() -> None:
+        with pynng.Rep0() as socket:
+            socket.listen(address)
+            _ready(sys.stdout, _bound(socket, address))
+            while True:
+                message = await socket.arecv_msg()
+                await socket.asend(message.bytes)
+
+    trio.run(serve)
+
+
+def _raw_req(address: str, nbytes: int) -> None:
+    import numpy as np
+    import pynng
+    import trio
+
+    async def client() -> None:
+        payload = b"x" * nbytes
+        clock = time.perf_counter_ns
+        with pynng.Req0() as socket:
+            socket.dial(address, block=True)
+            _ready(sys.stdout)
+            while True:
+                line = await trio.to_thread.run_sync(sys.stdin.readline)
+                if not line:
+                    return
+                times = np.empty(int(line), dtype=np.int64)
+                for i in range(len(times)):
+                    t0 = clock()
+                    await socket.asend(payload)
+                    await socket.arecv_msg()
+                    times[i] = clock() - t0
+                print(json.dumps(times.tolist()), flush=True)
+
+    trio.run(client)
+
+
+def _raw_rep_sync(address: str) -> None:
+    import pynng
+
+    with pynng.Rep0() as socket:
+        socket.listen(address)
+        _ready(sys.stdout, _bound(socket, address))
+        while True:
+            socket.send(socket.recv_msg().bytes)
+
+
+def _raw_req_sync(address: str, nbytes: int) -> None:
+    import numpy as np
+    import pynng
+
+    payload = b"x" * nbytes
+    clock = time.perf_counter_ns
+    with pynng.Req0() as socket:
+        socket.dial(address, block=True)
+        _ready(sys.stdout)
+        for rounds in _commands():
+            times = np.empty(rounds, dtype=np.int64)
+            for i in range(rounds):
+                t0 = clock()
+                socket.send(payload)
+                socket.recv_msg()
+                times[i] = clock() - t0
+            print(json.dumps(times.tolist()), flush=True)
+
+
+def _raw_pull(address: str, back: str, recv_max_size: int) -> None:
+    import numpy as np
+    import pynng
+
+    with (
+        pynng.Pull0(recv_max_size=recv_max_size) as inbox,
+        pynng.Push0(recv_max_size=recv_max_size) as acks,
+    ):
+        inbox.listen(address)
+        acks.listen(back)
+        _ready(sys.stdout, _bound(inbox, address), _bound(acks, back))
+        count = nbytes = 0
+        while True:
+            message = inbox.recv_msg()
+            buffer = message._buffer
+            if len(buffer) >= _ACK_LIMIT:
+                # The best raw receiver: an array over nng's own buffer, no copy
+                # (dropped before the message that owns the buffer is).
+                count += 1
+                nbytes += np.frombuffer(buffer, dtype=np.uint8).nbytes
+                continue
+            acks.send(json.dumps([count, nbytes]).encode())
+            count = nbytes = 0
+
+
+def _raw_push(address: str, back: str, nbytes: int) -> None:
+    import numpy as np
+    import pynng
+
+    array = np.random.default_rng(0).integers(0, 255, nbytes, dtype=np.uint8)
+    with pynng.Push0() as outbox, pynng.Pull0() as acks:
+        outbox.dial(address, block=True)
+        acks.dial(back, block=True)
+        _ready(sys.stdout)
+        for count in _commands():
+            t0 = time.perf_counter_ns()
+            for _ in range(count):
+                # pynng sends what cffi can read as a buffer: no tobytes() copy.
+                outbox.send(pynng.ffi.from_buffer(array))
+            outbox.send(b"end")
+            received, received_bytes = json.loads(acks.recv())
+            elapsed = time.perf_counter_ns() - t0
+            print(json.dumps([elapsed, received, received_bytes]), flush=True)
+
+
+def main(argv: Sequence[str]) -> None:
+    """Run one baseline role (see the module docstring)."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    role, *args = argv
+    if role == "raw-rep":
+        _raw_rep(args[0])
+    elif role == "raw-req":
+        _raw_req(args[0], int(args[1]))
+    elif role == "raw-rep-sync":
+        _raw_rep_sync(args[0])
+    elif role == "raw-req-sync":
+        _raw_req_sync(args[0], int(args[1]))
+    elif role == "raw-pull":
+        _raw_pull(args[0], args[1], int(args[2]))
+    elif role == "raw-push":
+        _raw_push(args[0], args[1], int(args[2]))
+    else:
+        raise SystemExit(f"unknown baseline role {role!r}")
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass
