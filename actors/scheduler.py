@@ -80,6 +80,7 @@ class Scheduler(Actor):
     map_version: int = attrs.field(init=False, default=0)
     acked: dict[int, dict[str, set[int]]] = attrs.field(init=False, factory=dict)
     _saved_at: float = attrs.field(init=False, default=0.0)
+    _next_eval: int = attrs.field(init=False, default=0)
 
     @property
     def run_dir(self) -> Path:
@@ -240,10 +241,16 @@ class Scheduler(Actor):
             "samples": msg.samples, "compute_s": round(msg.compute_s, 6),
             "wait_s": round(msg.wait_s, 6), "staleness": msg.staleness,
         }) + "\n")  # fmt: skip
-        epoch = min(self.clocks.values()) // self._cpe
+        slowest = min(self.clocks.values())
+        epoch = slowest // self._cpe
+        every = int(self.job.get("eval_every_clocks", 0) or 0)
         if epoch > self._evaluated_epochs:
             self._evaluated_epochs = epoch
             await self._evaluate(epoch)
+        elif every and slowest >= self._next_eval:
+            await self._evaluate(self._evaluated_epochs)
+        if every:
+            self._next_eval = (slowest // every + 1) * every
         self._print_progress(now)
         self._save(throttle=True)
 
@@ -292,6 +299,7 @@ class Scheduler(Actor):
         result = await trio.to_thread.run_sync(lambda: model.evaluate(params, ds.X_test, ds.y_test))
         row = {
             "epoch": epoch,
+            "clock": min(self.clocks.values()),
             "t": round(time.perf_counter() - self._start, 4),
             "test_loss": float(result["loss"]),
             "test_accuracy": float(result["accuracy"]),
@@ -299,6 +307,8 @@ class Scheduler(Actor):
             "samples": self._samples,
         }
         self.evaluations.append(row)
+        with open(self.run_dir / "evaluations.jsonl", "a", encoding="utf-8") as out:
+            out.write(json.dumps(row) + "\n")
         self._save()
         self.ctx.log.info("evaluated", **row)
         target = float(self.job.get("target_accuracy", 0.0) or 0.0)
