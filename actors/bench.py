@@ -8,17 +8,34 @@ the timings they took inside the node, so the launcher is never on the measured 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import attrs
 import numpy as np
+import trio
 
-from actorml import Actor, handler, message
+from actorml import Actor, Promise, handler, message
+from actorml.models.base import Model, gather, localize
+
+from .config import build_model, build_optimizer
+from .messages import GetLayout, JoinJob, Layout, Push, PushAck, ShardHello, ShardRole
+from .scheduler import Scheduler
+from .shard import Shard
+from .worker import Worker
 
 __all__ = [
+    "BenchWorker",
     "Chunk",
+    "Cycle",
+    "Cycled",
+    "Cycler",
     "Drain",
     "Drained",
     "Echo",
+    "Go",
+    "Hold",
+    "Held",
+    "LayoutServer",
     "Measure",
     "Probe",
     "Prober",
@@ -27,6 +44,8 @@ __all__ = [
     "Stream",
     "Streamed",
     "Timings",
+    "WarmScheduler",
+    "WarmShard",
 ]
 
 
@@ -189,3 +208,215 @@ class Sink(Actor):
         done = Drained(self.count, self.nbytes)
         self.count = self.nbytes = 0
         return done
+
+
+# --- training jobs: a common start, without first-call costs -------------------------
+#
+# bench/consistency.py and bench/throughput.py time whole training jobs. Two things
+# would otherwise blur those times by seconds: each process's first call into numba
+# (loading the compiled kernels: about a second, and a straggler multiplies its first
+# compute by its slowdown), and workers joining the job at different times (each loads
+# the dataset on its own, and the scheduler's clock starts at the first join). These
+# subclasses warm the kernels up before the job starts and hold every worker until the
+# benchmark says go; the job itself runs the real code unchanged.
+
+
+@message("actorml.bench.hold")
+@attrs.frozen
+class Hold:
+    """Ask a :class:`BenchWorker`: answered once it is warm and waiting to join the job."""
+
+
+@message("actorml.bench.held")
+@attrs.frozen
+class Held:
+    """The worker is waiting to join; its numba kernels took ``warmup_s`` to warm up."""
+
+    worker: str
+    warmup_s: float
+
+
+@message("actorml.bench.go")
+@attrs.frozen
+class Go:
+    """Tell a held :class:`BenchWorker` to join the job now."""
+
+
+def _warm_model(model: Model, n_features: int, n_classes: int, sparse: bool) -> None:
+    """One gradient and one evaluation on a tiny batch: numba loads every kernel."""
+    X: Any = np.zeros((8, n_features))
+    if sparse:
+        import scipy.sparse as sp
+
+        X = sp.csr_matrix(np.eye(8, n_features))
+    y = np.arange(8, dtype=np.int64) % n_classes
+    params = model.init_params(0)
+    rows, X_local = localize(model, X)
+    model.gradient(gather(params, rows), X_local, y)
+    model.evaluate(params, X, y)
+
+
+async def _warm_layout(layout: Layout) -> None:
+    model = build_model(layout)
+    sparse = bool(layout.model.get("sparse", False))
+    await trio.to_thread.run_sync(
+        _warm_model, model, layout.n_features, layout.n_classes, sparse
+    )
+
+
+@attrs.define(eq=False)
+class BenchWorker(Worker):
+    """A :class:`Worker` that warms up, then waits for :class:`Go` before joining the job.
+
+    The benchmark asks every worker :class:`Hold` (answered once that worker has loaded
+    its data and warmed its kernels) and then tells them all :class:`Go`, so they join
+    within a millisecond of each other. A restarted worker joins at once.
+    """
+
+    _go: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _held: Held | None = attrs.field(init=False, default=None)
+    _holders: list[Promise] = attrs.field(init=False, factory=list)
+
+    @handler
+    async def hold(self, msg: Hold) -> Any:
+        if self._held is not None:
+            return self._held
+        promise = self.ctx.promise()
+        self._holders.append(promise)
+        return promise
+
+    @handler
+    async def go(self, msg: Go) -> None:
+        self._go.set()
+
+    async def _ask_through_failures(
+        self, target: str, msg: object, timeout: float | None = None
+    ) -> Any:
+        # Worker.run asks JoinJob once its data is loaded: the place to hold it.
+        if isinstance(msg, JoinJob) and not self._go.is_set() and not self.ctx.restarted:
+            began = time.perf_counter()
+            layout: Layout = await super()._ask_through_failures(self.scheduler, GetLayout())
+            await _warm_layout(layout)
+            self._held = Held(self.ctx.ref.name, time.perf_counter() - began)
+            for promise in self._holders:
+                await promise.resolve(self._held)
+            self._holders.clear()
+            await self._go.wait()
+        return await super()._ask_through_failures(target, msg, timeout)
+
+
+@attrs.define(eq=False)
+class WarmShard(Shard):
+    """A :class:`Shard` that runs its optimiser once on scratch copies before serving."""
+
+    async def started(self) -> None:
+        await super().started()
+        optimizer = self.optimizer
+        assert optimizer is not None
+        for part in self.slices.values():
+            state = {k: v.copy() for k, v in part.state.items()}
+            values = part.values.copy()
+            await trio.to_thread.run_sync(
+                optimizer.apply, values, np.zeros_like(values), state, part.steps.copy()
+            )
+
+
+@attrs.define(eq=False)
+class WarmScheduler(Scheduler):
+    """A :class:`Scheduler` whose first held-out evaluation does not load numba kernels."""
+
+    async def started(self) -> None:
+        await super().started()
+        assert self.layout is not None
+        await _warm_layout(self.layout)
+
+
+# --- a worker's push + pull cycle against a real shard --------------------------------
+
+
+@message("actorml.bench.cycle")
+@attrs.frozen
+class Cycle:
+    """Ask a :class:`Cycler` for ``rounds`` push + pull cycles against its shard."""
+
+    rounds: int
+
+
+@message("actorml.bench.cycled")
+@attrs.frozen
+class Cycled:
+    """When a :class:`Cycler`'s cycles began and ended (``perf_counter_ns``, one clock
+    for every process of the machine) and each cycle's round trip, in nanoseconds."""
+
+    start_ns: int
+    end_ns: int
+    rtt_ns: np.ndarray
+
+
+@attrs.define(eq=False)
+class LayoutServer(Actor):
+    """Stands in for the scheduler of a lone :class:`Shard`: one layout, always primary.
+
+    Args:
+        n_features: rows of the model's ``w`` table.
+        n_classes: columns of ``w`` (a softmax model): ``n_features * n_classes * 8``
+            bytes in all.
+    """
+
+    n_features: int = 8192
+    n_classes: int = 64
+
+    @handler
+    async def get_layout(self, msg: GetLayout) -> Layout:
+        return Layout(
+            model={"kind": "softmax", "l2": 0.0},
+            optimizer={"kind": "sgd", "lr": 1e-3},
+            data={},
+            n_features=self.n_features,
+            n_classes=self.n_classes,
+            shards=["shard"],
+            seed=0,
+            batch_size=1,
+        )
+
+    @handler
+    async def shard_hello(self, msg: ShardHello) -> ShardRole:
+        return ShardRole("primary", msg.index, None, None)
+
+
+@attrs.define(eq=False)
+class Cycler(Actor):
+    """Pushes a gradient of the whole ``w`` table to ``shard``; each :class:`PushAck`
+    brings the updated table back, so one ask is one push + pull cycle.
+
+    Args:
+        shard: the shard's actor name.
+        scheduler: its :class:`LayoutServer` (for the table's shape).
+    """
+
+    shard: str = "shard"
+    scheduler: str = "scheduler"
+    _grad: np.ndarray | None = attrs.field(init=False, default=None)
+    _seq: int = attrs.field(init=False, default=0)
+
+    @handler
+    async def cycle(self, msg: Cycle) -> Cycled:
+        if msg.rounds < 1:
+            raise ValueError(f"rounds must be positive, got {msg.rounds}")
+        if self._grad is None:
+            layout: Layout = await self.ctx.ask_when_up(self.scheduler, GetLayout())
+            rng = np.random.default_rng(0)
+            self._grad = rng.normal(0.0, 1e-3, (layout.n_features, layout.n_classes))
+        grad, me = self._grad, self.ctx.ref.name
+        target = self.ctx.locate(self.shard)
+        ask, clock = self.ctx.ask, time.perf_counter_ns
+        times = np.empty(msg.rounds, dtype=np.int64)
+        start = clock()
+        for i in range(msg.rounds):
+            self._seq += 1
+            t0 = clock()
+            ack: PushAck = await ask(target, Push(me, 1, self._seq, self._seq, ["w"], [None], [grad]))
+            times[i] = clock() - t0
+            if ack.rows.values[0].shape != grad.shape:
+                raise RuntimeError(f"push {self._seq} answered rows of {ack.rows.values[0].shape}")
+        return Cycled(start, clock(), times)

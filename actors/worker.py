@@ -98,18 +98,20 @@ class Worker(Actor):
         data = dict(layout.data)
         dataset = await trio.to_thread.run_sync(lambda: load_dataset(**data))
         job: Assignment = await self._ask_through_failures(self.scheduler, JoinJob(me, inc))
-        joined = await self._ask_through_failures(self.protocol, Join(me, inc))
+        joined = await self._ask_through_failures(self.protocol, Join(me, inc, job.start_clock))
         block = partition(dataset.y_train.shape[0], job.n_parts, job.part)
         X, y = (
             take_rows(dataset.X_train, np.arange(block.start, block.stop)),
             dataset.y_train[block],
         )
         rng = np.random.default_rng(layout.seed * 7919 + job.part)
-        clock = max(job.start_clock, joined.clock)
+        # The protocol says where to (re)join: where this worker left off, unless the
+        # others have moved on further than the staleness bound allows.
+        clock, end = joined.clock, job.total_clocks
         order = rng.permutation(y.shape[0])
         batch = layout.batch_size
         self.ctx.log.info("worker_started", part=job.part, rows=y.shape[0], clock=clock)
-        while clock < job.total_clocks and not self.stopped:
+        while clock < end and not self.stopped:
             step = clock % job.clocks_per_epoch
             if step == 0 and clock:
                 order = rng.permutation(y.shape[0])

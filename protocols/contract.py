@@ -74,10 +74,12 @@ class Tick:
 
 @message("ps.join")
 class Join:
-    """``worker`` enters the clock vector (at the slowest clock if others run)."""
+    """``worker`` enters the clock vector, wishing to start at ``clock`` (where it left
+    off; 0 for a new worker). See :meth:`ConsistencyProtocol.join`."""
 
     worker: str
     incarnation: int
+    clock: int = 0
 
 
 @message("ps.joined")
@@ -200,8 +202,13 @@ class ConsistencyProtocol(Actor):
 
     @handler
     async def join(self, msg: Join) -> Joined:
+        """A worker (re)joins where it left off, or at the slowest clock minus the
+        staleness bound if the others have moved further on (BSP: at the slowest clock),
+        so a rejoining worker never holds the others back by more than ``s`` clocks."""
         if msg.worker not in self.clocks:
-            self.clocks[msg.worker] = self.min_clock
+            others = [c for w, c in self.clocks.items() if w != msg.worker]
+            floor = -math.inf if not others else min(others) - self.staleness
+            self.clocks[msg.worker] = int(max(msg.clock, floor))
             self.epoch += 1
             structlog.get_logger().info(
                 "worker_joined", worker=msg.worker, clock=self.clocks[msg.worker]
