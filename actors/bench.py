@@ -259,9 +259,7 @@ def _warm_model(model: Model, n_features: int, n_classes: int, sparse: bool) -> 
 async def _warm_layout(layout: Layout) -> None:
     model = build_model(layout)
     sparse = bool(layout.model.get("sparse", False))
-    await trio.to_thread.run_sync(
-        _warm_model, model, layout.n_features, layout.n_classes, sparse
-    )
+    await trio.to_thread.run_sync(_warm_model, model, layout.n_features, layout.n_classes, sparse)
 
 
 @attrs.define(eq=False)
@@ -415,7 +413,9 @@ class Cycler(Actor):
         for i in range(msg.rounds):
             self._seq += 1
             t0 = clock()
-            ack: PushAck = await ask(target, Push(me, 1, self._seq, self._seq, ["w"], [None], [grad]))
+            ack: PushAck = await ask(
+                target, Push(me, 1, self._seq, self._seq, ["w"], [None], [grad])
+            )
             times[i] = clock() - t0
             if ack.rows.values[0].shape != grad.shape:
                 raise RuntimeError(f"push {self._seq} answered rows of {ack.rows.values[0].shape}")

@@ -237,7 +237,8 @@ class Scheduler(Actor):
             ).update(seqs)
         self._losses.append(msg.loss)
         self._metrics.write(json.dumps({
-            "t": round(now, 4), "worker": msg.worker, "clock": msg.clock, "loss": msg.loss,
+            "t": round(now, 4), "wall": round(time.time(), 4), "worker": msg.worker,
+            "incarnation": msg.incarnation, "clock": msg.clock, "loss": msg.loss,
             "samples": msg.samples, "compute_s": round(msg.compute_s, 6),
             "wait_s": round(msg.wait_s, 6), "staleness": msg.staleness,
         }) + "\n")  # fmt: skip

@@ -107,7 +107,8 @@ class TestJobOutputs:
                        {"kind": "sgd", "lr": 0.1}, 2, 8)  # fmt: skip
         result = await train(topology, tmp_path)
         rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-        fields = {"t", "worker", "clock", "loss", "samples", "compute_s", "wait_s", "staleness"}
+        fields = {"t", "wall", "worker", "incarnation", "clock", "loss", "samples", "compute_s",
+                  "wait_s", "staleness"}  # fmt: skip
         assert all(set(r) == fields for r in rows)
         per_worker = {w: sorted(r["clock"] for r in rows if r["worker"] == w) for w in
                       {r["worker"] for r in rows}}  # fmt: skip
