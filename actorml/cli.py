@@ -30,7 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actorml", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="launch every node of a topology and run the job")
-    up.add_argument("topology", type=Path)
+    up.add_argument("topology", type=Path, nargs="?", help="the topology file")
+    up.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its latest snapshot (its topology.toml)",
+    )  # fmt: skip
     up.add_argument("--run-dir", type=Path, help="where this run's files go (default: new)")
     up.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     check = sub.add_parser("check", help="validate a topology file")
@@ -110,6 +114,19 @@ def _up(args: argparse.Namespace) -> int:
     from .launch import ClusterGaveUp, ClusterStartError, open_cluster
     from .log import configure_logging
 
+    if args.resume is not None:
+        from .resume import NoSnapshot, latest_snapshot
+
+        try:
+            snapshot = latest_snapshot(args.resume)
+        except NoSnapshot as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        args.topology, args.run_dir = args.resume / "topology.toml", args.resume
+        print(f"actorml: resuming from {snapshot}")
+    elif args.topology is None:
+        print("error: actorml up needs a topology file (or --resume RUN_DIR)", file=sys.stderr)
+        return 2
     topology = load(args.topology)
     if args.log_level:
         import attrs
@@ -142,7 +159,8 @@ def _up(args: argparse.Namespace) -> int:
                         return
 
                 nursery.start_soon(on_signal)
-                async with open_cluster(topology, run_dir=Path(run_dir)) as cluster:
+                resume = args.resume is not None
+                async with open_cluster(topology, run_dir=Path(run_dir), resume=resume) as cluster:
                     names = ", ".join(f"{n} (pid {p.pid})" for n, p in cluster.procs.items())
                     print(f"actorml: {len(cluster.procs)} nodes ready: {names}", flush=True)
                     result = await cluster.wait()

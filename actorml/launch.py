@@ -47,6 +47,7 @@ from .messages import ActorRef
 from .node import LAUNCHER_NODE, JobComplete, Node, UnknownNode
 from .nodeproc import node_address, placement
 from .process import ChildProcess, spawn
+from .resume import mark_resume
 from .supervisor import RestartIntensity, Strategy
 from .topology import Topology
 from .transport import NngTransport
@@ -391,7 +392,7 @@ _configured_logging = False  # set once open_cluster itself set structlog up
 
 @asynccontextmanager
 async def open_cluster(
-    topology: Topology, *, run_dir: Path | None = None
+    topology: Topology, *, run_dir: Path | None = None, resume: bool = False
 ) -> AsyncIterator[Cluster]:
     """Start every node of ``topology`` as its own process and supervise them.
 
@@ -400,13 +401,19 @@ async def open_cluster(
     then SIGTERM, then SIGKILL after the supervisor's ``shutdown_timeout_s``) and
     removes the socket directory.
 
+    With ``resume``, the roles start from the latest snapshot in ``run_dir`` (see
+    :mod:`actorml.resume`) instead of afresh.
+
     Raises:
+        NoSnapshot: ``resume`` but ``run_dir`` holds no snapshot.
         ClusterStartError: a node was not ready within ``ready_timeout_s``.
         ClusterGaveUp: node processes died more often than the restart intensity allows
             (raised on leaving the block; the block is cancelled when it happens).
     """
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir(topology)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        mark_resume(run_dir)
     global _configured_logging
     if _configured_logging or not structlog.is_configured():
         _configured_logging = True

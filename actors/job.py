@@ -35,6 +35,7 @@ _JOB_DEFAULTS: dict[str, Any] = {
     "jitter_s": 0.0,
     "progress": True,
     "eval_every_clocks": 0,
+    "snapshot_every_clocks": 0,
     "wait_timeout_s": 300.0,
     "replication": 1,
 }
@@ -76,6 +77,7 @@ class JobSection:
             _int(f"{path}.{key}", out[key], 1)
         _int(f"{path}.seed", out["seed"], 0)
         _int(f"{path}.eval_every_clocks", out["eval_every_clocks"], 0)
+        _int(f"{path}.snapshot_every_clocks", out["snapshot_every_clocks"], 0)
         _float(f"{path}.target_accuracy", out["target_accuracy"], 0.0, 1.0)
         _float(f"{path}.jitter_s", out["jitter_s"], 0.0)
         _float(f"{path}.wait_timeout_s", out["wait_timeout_s"], 0.001)

@@ -165,6 +165,8 @@ class Layout:
     shards: list[str]
     seed: int
     batch_size: int
+    snapshot: str = ""
+    """A snapshot directory to start from (``actorml up --resume``), or empty."""
 
 
 @message("ps.shard_hello")
@@ -235,3 +237,16 @@ class TableMapUpdate:
 
     version: int
     primaries: list[str]
+
+
+@message("ps.take_snapshot")
+class TakeSnapshot:
+    """Write this slice's whole state under ``directory`` (atomically)."""
+
+    directory: str
+
+
+@message("ps.snapshot_taken")
+class SnapshotTaken:
+    index: int
+    version: int

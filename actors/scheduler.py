@@ -25,6 +25,8 @@ from actorml.control import NodeDown
 from actorml.models import load_dataset
 from actorml.models.base import Model
 from actorml.models.data import Dataset, partition
+from actorml.protocols.contract import Clocks, GetClocks
+from actorml.resume import resume_snapshot
 
 from .config import build_model
 from .messages import (
@@ -42,6 +44,7 @@ from .messages import (
     StopTraining,
     TableMapUpdate,
     Tables,
+    TakeSnapshot,
 )
 from .plot import plot_training
 
@@ -81,6 +84,7 @@ class Scheduler(Actor):
     acked: dict[int, dict[str, set[int]]] = attrs.field(init=False, factory=dict)
     _saved_at: float = attrs.field(init=False, default=0.0)
     _next_eval: int = attrs.field(init=False, default=0)
+    _next_snapshot: int = attrs.field(init=False, default=0)
 
     @property
     def run_dir(self) -> Path:
@@ -111,7 +115,15 @@ class Scheduler(Actor):
         self.backups = list(self.replicas) if self.replicas else [None] * len(self.shards)
         self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         if self.ctx.restarted:
-            self._restore()
+            self._restore(self._state_file)
+        elif (snapshot := resume_snapshot(self.run_dir)) is not None:
+            self._restore(snapshot / "scheduler.json")
+            self.layout = attrs.evolve(self.layout, snapshot=str(snapshot))
+            self._save()
+            self.ctx.log.warning("job_resumed", snapshot=str(snapshot), clocks=self.clocks)
+        period = int(self.job.get("snapshot_every_clocks", 0) or 0)
+        if period:
+            self._next_snapshot = (min(self.clocks.values()) // period + 1) * period
         self.ctx.log.info(
             "job_ready", rows=n, features=dataset.n_features, classes=dataset.n_classes,
             clocks_per_epoch=self._cpe, total_clocks=self._total,
@@ -140,8 +152,33 @@ class Scheduler(Actor):
         if throttle and now - self._saved_at < 0.5:
             return
         self._saved_at = now
-        state = {
-            "elapsed": now - self._start if self._start else 0.0,
+        _write_json(self._state_file, self._state())
+
+    async def _snapshot(self, clock: int) -> Path:
+        """Tables, optimiser state, clocks and progress under ``snapshots/clock-N``.
+
+        Each shard writes its slice, then the protocol's clocks and this scheduler's
+        state are written, and only then ``snapshots/latest.json`` is replaced: a
+        snapshot is complete or it is not there. It is not a consistent cut across
+        shards (workers keep running while it is taken): a resumed SSP job is within
+        its staleness bound of the moment the snapshot began.
+        """
+        directory = self.run_dir / "snapshots" / f"clock-{clock:08d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        for primary in self.primaries:
+            await self.ctx.ask(primary, TakeSnapshot(str(directory)))
+        clocks: Clocks = await self.ctx.ask(self.protocol, GetClocks())
+        _write_json(directory / "protocol.json", {"clocks": clocks.clocks, "epoch": clocks.epoch})
+        _write_json(directory / "scheduler.json", self._state())
+        _write_json(
+            self.run_dir / "snapshots" / "latest.json", {"clock": clock, "path": str(directory)}
+        )
+        self.ctx.log.info("snapshot_taken", clock=clock, path=str(directory))
+        return directory
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "elapsed": time.perf_counter() - self._start if self._start else 0.0,
             "clocks": self.clocks,
             "done": sorted(self._done),
             "samples": self._samples,
@@ -152,14 +189,11 @@ class Scheduler(Actor):
             "map_version": self.map_version,
             "acked": {k: {w: sorted(v) for w, v in m.items()} for k, m in self.acked.items()},
         }
-        tmp = self._state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(self._state_file)
 
-    def _restore(self) -> None:
-        if not self._state_file.exists():
+    def _restore(self, path: Path) -> None:
+        if not path.exists():
             return
-        state = json.loads(self._state_file.read_text())
+        state = json.loads(path.read_text())
         self._start = time.perf_counter() - state["elapsed"]
         self.clocks.update(state["clocks"])
         self._done = set(state["done"])
@@ -252,6 +286,11 @@ class Scheduler(Actor):
             await self._evaluate(self._evaluated_epochs)
         if every:
             self._next_eval = (slowest // every + 1) * every
+        period = int(self.job.get("snapshot_every_clocks", 0) or 0)
+        if period and slowest >= self._next_snapshot:
+            if slowest:
+                await self._snapshot(slowest)
+            self._next_snapshot = (slowest // period + 1) * period
         self._print_progress(now)
         self._save(throttle=True)
 
@@ -346,6 +385,8 @@ class Scheduler(Actor):
         self._print_progress(elapsed, final=True)
         params, audit = await self._fetch_audited()
         np.savez(self.run_dir / "params.npz", **params)
+        if self.job.get("snapshot_every_clocks"):
+            await self._snapshot(min(self.clocks.values()))
         await trio.to_thread.run_sync(
             lambda: plot_training(
                 self.run_dir / "metrics.jsonl", self.evaluations, self.run_dir / "training.png"
@@ -363,3 +404,10 @@ class Scheduler(Actor):
             metrics=str(self.run_dir / "metrics.jsonl"),
             audit=audit,
         )
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Write JSON atomically: a reader sees the old file or the new one, never half."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value))
+    tmp.replace(path)

@@ -14,6 +14,9 @@ and the restarted node's actor copies the new primary's state and becomes its ba
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -40,8 +43,10 @@ from .messages import (
     ShardHello,
     ShardRole,
     ShardState,
+    SnapshotTaken,
     SyncState,
     Tables,
+    TakeSnapshot,
 )
 from .tables import TableMap
 
@@ -100,6 +105,8 @@ class Shard(Actor):
                 steps=np.zeros(owned.size, dtype=np.int64),
                 owned=owned,
             )
+        if layout.snapshot and not self.ctx.restarted:
+            self._install(_read_snapshot(Path(layout.snapshot) / f"slice-{self.index}.npz"))
         role: ShardRole = await self.ctx.ask(
             self.scheduler, ShardHello(self.ctx.ref.name, self.index)
         )
@@ -197,12 +204,21 @@ class Shard(Actor):
         self.ctx.log.warning("shard_promoted", slice=self.index, map_version=msg.map_version)
 
     @handler
+    async def take_snapshot(self, msg: TakeSnapshot) -> SnapshotTaken:
+        """Write this slice's state to ``slice-K.npz`` in ``msg.directory`` atomically."""
+        _write_snapshot(Path(msg.directory) / f"slice-{self.index}.npz", self._state())
+        return SnapshotTaken(self.index, self.version)
+
+    @handler
     async def sync_state(self, msg: SyncState) -> ShardState:
         """Hand the whole state to a new backup, which gets every push from now on."""
         self._primary_only()
         self.backup, self._backup_seen = msg.backup, True
-        names = list(self.slices)
         self.ctx.log.info("backup_attached", backup=msg.backup, version=self.version)
+        return self._state()
+
+    def _state(self) -> ShardState:
+        names = list(self.slices)
         return ShardState(
             tables=names,
             values=[self.slices[n].values for n in names],
@@ -275,3 +291,45 @@ def _union(known: Any, ids: np.ndarray | None) -> np.ndarray | None:
     if isinstance(known, tuple):
         return np.unique(ids)
     return np.union1d(known, ids)
+
+
+def _write_snapshot(path: Path, state: ShardState) -> None:
+    """One .npz per slice: arrays by name, the rest as a JSON string (no pickle)."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, name in enumerate(state.tables):
+        arrays[f"values/{name}"] = state.values[i]
+        arrays[f"steps/{name}"] = state.steps[i]
+        for key, value in zip(state.state_names[i], state.state[i], strict=True):
+            arrays[f"state/{name}/{key}"] = value
+    meta = {
+        "tables": state.tables, "state_names": state.state_names, "applied": state.applied,
+        "last_seq": state.last_seq, "version": state.version,
+        "pushes_applied": state.pushes_applied, "pushes_duplicate": state.pushes_duplicate,
+        "applied_ids": state.applied_ids,
+    }  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)
+
+
+def _read_snapshot(path: Path) -> ShardState:
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        tables = meta["tables"]
+        return ShardState(
+            tables=tables,
+            values=[data[f"values/{n}"] for n in tables],
+            state_names=meta["state_names"],
+            state=[
+                [data[f"state/{n}/{k}"] for k in keys]
+                for n, keys in zip(tables, meta["state_names"], strict=True)
+            ],
+            steps=[data[f"steps/{n}"] for n in tables],
+            applied=meta["applied"],
+            last_seq=[tuple(x) for x in meta["last_seq"]],
+            version=meta["version"],
+            pushes_applied=meta["pushes_applied"],
+            pushes_duplicate=meta["pushes_duplicate"],
+            applied_ids=meta["applied_ids"],
+        )

@@ -22,6 +22,7 @@ worker that is gone.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -30,6 +31,7 @@ import structlog
 
 from actorml import Actor, handler, message
 from actorml.control import NodeDown
+from actorml.resume import resume_snapshot
 
 __all__ = [
     "Clocks",
@@ -148,7 +150,13 @@ class ConsistencyProtocol(Actor):
         self.clocks = dict.fromkeys(self.workers, 0)
 
     async def started(self) -> None:
-        if self.ctx.restarted:
+        snapshot = resume_snapshot(self.ctx.node.run_dir)
+        if snapshot is not None and not self.ctx.restarted:
+            saved = json.loads((snapshot / "protocol.json").read_text())
+            self.clocks = {w: c for w, c in saved["clocks"].items() if w in self.clocks}
+            self.epoch = saved["epoch"] + 1
+            self.ctx.log.warning("protocol_resumed", clocks=self.clocks)
+        elif self.ctx.restarted:
             # The clock vector died with the previous incarnation. Every worker asks or
             # ticks within a clock, and each message says where it is: rebuild from them.
             # Until all have been heard from, the slowest may be unknown (documented).
