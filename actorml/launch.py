@@ -49,7 +49,7 @@ from .nodeproc import node_address, placement
 from .process import ChildProcess, spawn
 from .resume import mark_resume
 from .supervisor import RestartIntensity, Strategy
-from .topology import Topology
+from .topology import NodeSpec, Topology
 from .transport import NngTransport
 
 __all__ = ["Cluster", "ClusterGaveUp", "ClusterStartError", "open_cluster"]
@@ -132,6 +132,53 @@ class Cluster:
         """Counters and restart counts of node ``node``."""
         reply: Stats = await self.node.ask(ActorRef(node, "_node"), GetStats(), timeout=timeout)
         return reply
+
+    async def add_node(self, spec: NodeSpec) -> None:
+        """Start a new node process running ``spec``'s actors, without a restart.
+
+        The topology (and ``topology.toml`` in the run directory) grows by the node,
+        every node learns where it is and where its actors are, and this returns once
+        it is ready.
+
+        Raises:
+            ValueError: a node or actor of that name exists already.
+            ClusterStartError: it did not come up.
+        """
+        async with self._restart_lock:
+            topology = attrs.evolve(self.topology, nodes=(*self.topology.nodes, spec))
+            self._set_topology(topology)
+            await self._spawn(spec.name)
+            try:
+                await self._wait_up([spec.name])
+            except _DiedStarting as exc:
+                raise ClusterStartError(str(exc)) from None
+            self.log.info("node_added", node=spec.name)
+
+    async def remove_node(self, name: str) -> None:
+        """Stop node ``name`` in order and forget it; the others are told it is gone
+        (``NodeDown`` with reason ``removed``), so it is not waited for."""
+        async with self._restart_lock:
+            proc = self.procs[name]
+            await self._stop_node(proc)
+            del self.procs[name]
+            nodes = tuple(n for n in self.topology.nodes if n.name != name)
+            self._set_topology(attrs.evolve(self.topology, nodes=nodes))
+            self.node.mark_down(name)
+            for other in self.procs.values():
+                if not other.exited.is_set():
+                    with trio.move_on_after(1.0):
+                        await self.node.tell(
+                            ActorRef(other.name, "_node"),
+                            NodeDown(name, proc.incarnation, "removed"),
+                        )
+            await self._broadcast_directory()
+            self.log.info("node_removed", node=name)
+
+    def _set_topology(self, topology: Topology) -> None:
+        self.topology = topology
+        (self.run_dir / "topology.toml").write_text(topology.to_toml(), encoding="utf-8")
+        self.node.placement.clear()
+        self.node.placement.update(placement(topology))
 
     def pid(self, node: str) -> int | None:
         """The OS process id of node ``node``'s current process."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import attrs
+
 from actorml import registry
 from actorml.models.registry import MODELS
 from actorml.topology import TopologyError
@@ -21,6 +23,8 @@ __all__ = [
     "ModelSection",
     "OptimizerSection",
     "ProtocolSection",
+    "add_worker",
+    "remove_worker",
     "training_nodes",
 ]
 
@@ -268,3 +272,35 @@ def _protocol_kind(kind: str) -> str:
         return kind
     cls = registry.resolve("protocol", kind)
     return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _next_worker(cluster: Any) -> str:
+    taken = {a.name for n in cluster.topology.nodes for a in n.actors}
+    i = 0
+    while f"worker-{i}" in taken:
+        i += 1
+    return f"worker-{i}"
+
+
+async def add_worker(cluster: Any, name: str | None = None) -> str:
+    """Add a worker to a running training job (its own node process); returns its name.
+
+    The scheduler re-hands the data partitions among all workers and the protocol puts
+    the newcomer into the clock vector at the slowest clock (a new membership epoch).
+    """
+    from actorml.topology import NodeSpec
+
+    name = name or _next_worker(cluster)
+    template = next(a for n in cluster.topology.nodes for a in n.actors if a.kind == "worker")
+    args = {k: v for k, v in template.args.items() if k not in ("slowdown", "delay_s")}
+    spec = NodeSpec(
+        name=name,
+        actors=(attrs.evolve(template, name=name, args=args),),
+    )
+    await cluster.add_node(spec)
+    return name
+
+
+async def remove_worker(cluster: Any, name: str) -> None:
+    """Stop worker ``name`` and its node; the others take over its data."""
+    await cluster.remove_node(name)

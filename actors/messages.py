@@ -250,3 +250,12 @@ class TakeSnapshot:
 class SnapshotTaken:
     index: int
     version: int
+
+
+@message("ps.repartition")
+class Repartition:
+    """Workers joined or left: train on part ``part`` of ``n_parts`` from the next clock."""
+
+    part: int
+    n_parts: int
+    clocks_per_epoch: int

@@ -39,6 +39,7 @@ from .messages import (
     Layout,
     Progress,
     Promote,
+    Repartition,
     ShardHello,
     ShardRole,
     StopTraining,
@@ -231,8 +232,21 @@ class Scheduler(Actor):
 
     @handler
     async def node_down(self, msg: NodeDown) -> None:
-        """Promote the backups of the primaries that died; forget the backups that died."""
+        """Promote the backups of the primaries that died; forget the backups that died;
+        re-hand the data of workers removed from the job."""
         placement = self.ctx.node.placement
+        if msg.reason == "removed":
+            gone = [w for w in self.workers if placement.get(w) == msg.node]
+            for worker in gone:
+                self.workers.remove(worker)
+                self.clocks.pop(worker, None)
+                self._done.discard(worker)
+            if gone and self.workers:
+                await self._repartition()
+            if self.workers and self._done >= set(self.workers) and not self._finished:
+                self._finished = True
+                await self._finish()
+            return
         for k, primary in enumerate(self.primaries):
             backup = self.backups[k]
             if backup is not None and placement.get(backup) == msg.node:
@@ -255,10 +269,27 @@ class Scheduler(Actor):
     async def join_job(self, msg: JoinJob) -> Assignment:
         if not self._start:
             self._start = time.perf_counter()
+        if msg.worker not in self.workers:  # a worker added to the running job
+            self.workers.append(msg.worker)
+            self.clocks.setdefault(msg.worker, min(self.clocks.values(), default=0))
+            await self._repartition(except_=msg.worker)
         part = self.workers.index(msg.worker)
         return Assignment(
             part, len(self.workers), self._cpe, self._total, self.clocks.get(msg.worker, 0)
         )
+
+    async def _repartition(self, except_: str | None = None) -> None:
+        """Re-hand the training rows: part ``i`` of ``len(workers)`` to ``workers[i]``."""
+        assert self._dataset is not None
+        n = self._dataset.y_train.shape[0]
+        batch = int(self.job.get("batch_size", 64))
+        parts = [partition(n, len(self.workers), p) for p in range(len(self.workers))]
+        self._cpe = max(1, math.ceil(max(p.stop - p.start for p in parts) / batch))
+        for i, worker in enumerate(self.workers):
+            if worker != except_:
+                await self.ctx.tell(worker, Repartition(i, len(self.workers), self._cpe))
+        self.ctx.log.info("data_rehanded", workers=list(self.workers), clocks_per_epoch=self._cpe)
+        self._save()
 
     @handler
     async def progress(self, msg: Progress) -> None:

@@ -37,6 +37,7 @@ from .messages import (
     Pull,
     Push,
     PushAck,
+    Repartition,
     Rows,
     RowsUpdate,
     StopTraining,
@@ -74,6 +75,7 @@ class Worker(Actor):
     _computing: bool = attrs.field(init=False, default=False)
     _deferred: list[tuple[Rows, int]] = attrs.field(init=False, factory=list)
     _seq: int = attrs.field(init=False, default=0)
+    _assignment: Repartition | None = attrs.field(init=False, default=None)
 
     @handler
     async def rows_update(self, msg: RowsUpdate) -> None:
@@ -84,6 +86,12 @@ class Worker(Actor):
             self._deferred.append((msg.rows, msg.min_clock))
         else:
             self._cache.store(msg.rows, msg.min_clock)
+
+    @handler
+    async def repartition(self, msg: Repartition) -> None:
+        """The scheduler re-handed the data: the next clock trains on the new part."""
+        self._assignment = msg
+        self.ctx.log.info("repartitioned", part=msg.part, of=msg.n_parts)
 
     @handler
     async def stop_training(self, msg: StopTraining) -> None:
@@ -99,20 +107,22 @@ class Worker(Actor):
         dataset = await trio.to_thread.run_sync(lambda: load_dataset(**data))
         job: Assignment = await self._ask_through_failures(self.scheduler, JoinJob(me, inc))
         joined = await self._ask_through_failures(self.protocol, Join(me, inc, job.start_clock))
-        block = partition(dataset.y_train.shape[0], job.n_parts, job.part)
-        X, y = (
-            take_rows(dataset.X_train, np.arange(block.start, block.stop)),
-            dataset.y_train[block],
-        )
-        rng = np.random.default_rng(layout.seed * 7919 + job.part)
+        self._assignment = Repartition(job.part, job.n_parts, job.clocks_per_epoch)
         # The protocol says where to (re)join: where this worker left off, unless the
         # others have moved on further than the staleness bound allows.
         clock, end = joined.clock, job.total_clocks
-        order = rng.permutation(y.shape[0])
         batch = layout.batch_size
-        self.ctx.log.info("worker_started", part=job.part, rows=y.shape[0], clock=clock)
+        current: Repartition | None = None
+        self.ctx.log.info("worker_started", part=job.part, of=job.n_parts, clock=clock)
         while clock < end and not self.stopped:
-            step = clock % job.clocks_per_epoch
+            if current is not self._assignment:  # (re)partitioned: take the new block
+                current = self._assignment
+                block = partition(dataset.y_train.shape[0], current.n_parts, current.part)
+                X = take_rows(dataset.X_train, np.arange(block.start, block.stop))
+                y = dataset.y_train[block]
+                rng = np.random.default_rng(layout.seed * 7919 + current.part)
+                order = rng.permutation(y.shape[0])
+            step = clock % current.clocks_per_epoch
             if step == 0 and clock:
                 order = rng.permutation(y.shape[0])
             idx = order[step * batch : (step + 1) * batch]

@@ -164,7 +164,7 @@ class ConsistencyProtocol(Actor):
             self.ctx.log.warning("protocol_recovering", workers=self.workers)
 
     def _learn(self, worker: str, clock: int) -> None:
-        if self._recovering and worker not in self.clocks and worker in self.workers:
+        if self._recovering and worker not in self.clocks:
             self.clocks[worker] = clock
             self.epoch += 1
 
