@@ -214,6 +214,22 @@ class TestSupervision:
                 assert all(cluster.pid(n) != pids[n] for n in pids)
                 await cluster.ask("c1", Get())
 
+    async def test_rest_for_one_restarts_the_later_nodes(self, tmp_path: Path) -> None:
+        """With rest_for_one, a node's death restarts it and the nodes started after it."""
+        topology = _topology(tmp_path, cluster_strategy="rest_for_one")
+        with trio.fail_after(120):
+            async with open_cluster(topology) as cluster:
+                first = cluster.pid("n1")
+                os.kill(cluster.pid("n2") or 0, signal.SIGKILL)
+                while cluster.node_restarts.get("n2", 0) < 1:
+                    await trio.sleep(0.05)
+                assert cluster.node_restarts == {"n2": 1} and cluster.pid("n1") == first
+                os.kill(first or 0, signal.SIGKILL)
+                while cluster.node_restarts.get("n1", 0) < 1:
+                    await trio.sleep(0.05)
+                assert cluster.node_restarts == {"n1": 1, "n2": 2}
+                await _ask_through_restart(cluster, "c2", Get())
+
     async def test_cluster_gives_up_after_intensity(self, tmp_path: Path) -> None:
         """More node deaths than max_restarts within the window end the cluster with an error."""
         with pytest.raises(ClusterGaveUp, match=r"^cluster gave up: more than 2 node restarts"):
