@@ -9,7 +9,6 @@ when ``run`` returns the actor stops normally.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable
@@ -42,11 +41,17 @@ def handler(fn: F) -> F:
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(f"handler {fn.__qualname__} must be an async def")
     fn._actorml_handler = True  # type: ignore[attr-defined]
-    return fn
+    return typing.cast(F, fn)
 
 
-@functools.cache
+_HANDLERS: dict[type, dict[type, str]] = {}
+
+
 def _handlers(cls: type) -> dict[type, str]:
+    """Message type -> handler method name for an actor class (computed once)."""
+    known = _HANDLERS.get(cls)
+    if known is not None:
+        return known
     table: dict[type, str] = {}
     for klass in reversed(cls.__mro__):
         for name, fn in vars(klass).items():
@@ -59,6 +64,7 @@ def _handlers(cls: type) -> dict[type, str]:
                     f"handler {cls.__qualname__}.{name} must take one annotated message argument"
                 )
             table[hints[params[0]]] = name
+    _HANDLERS[cls] = table
     return table
 
 

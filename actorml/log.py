@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,7 +35,7 @@ class _Sink:
         self.console_level = console_level
         self.pretty = structlog.dev.ConsoleRenderer(colors=False, sort_keys=False)
 
-    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> Any:
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
         if self.file is not None:
             self.file.write(json.dumps(event, default=str) + "\n")
             self.file.flush()

@@ -54,6 +54,7 @@ _BY_TAG: dict[str, type] = {}
 _TAG_OF: dict[type, str] = {}
 
 
+@typing.dataclass_transform(frozen_default=True, field_specifiers=(attrs.field,))
 def message(tag: str | None = None) -> Callable[[type[T]], type[T]]:
     """Register a class as a message under ``tag``.
 
@@ -66,14 +67,14 @@ def message(tag: str | None = None) -> Callable[[type[T]], type[T]]:
 
     def register(cls: type[T]) -> type[T]:
         if not attrs.has(cls):
-            cls = attrs.frozen(cls)
+            cls = typing.cast(type[T], attrs.frozen(cls))
         name = tag or f"{cls.__module__}.{cls.__qualname__}"
         other = _BY_TAG.get(name)
         if other is not None and other.__qualname__ != cls.__qualname__:
             raise ValueError(f"message tag {name!r} is already used by {other.__qualname__}")
         _BY_TAG[name] = cls
         _TAG_OF[cls] = name
-        return cls
+        return typing.cast(type[T], cls)
 
     return register
 

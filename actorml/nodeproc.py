@@ -135,7 +135,7 @@ async def run_node_process(
         with trio.fail_after(cluster.ready_timeout_s):
             await control.directory_ready.wait()
 
-        async def supervise(*, task_status: trio.TaskStatus[None]) -> None:
+        async def supervise(*, task_status: trio.TaskStatus[Supervisor]) -> None:
             nonlocal status
             try:
                 await supervisor.run(task_status=task_status)
@@ -146,7 +146,7 @@ async def run_node_process(
                 await node.tell(LAUNCHER, NodeGaveUp(name, incarnation, why))
                 nursery.cancel_scope.cancel()
                 with contextlib.suppress(RuntimeError):  # gave up while starting
-                    task_status.started()
+                    task_status.started(supervisor)
                 return
             await node.tell(LAUNCHER, NodeIdle(name, incarnation))
 

@@ -10,6 +10,7 @@ class?) run only in `Topology.check`, so loading a file never imports user code.
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -241,7 +242,7 @@ def _section(name: str) -> SectionValidator | None:
     validator = _sections.get(name)
     if validator is None and name in registry.known("section"):
         cls = registry.resolve("section", name)
-        validator = _sections[name] = cls.validate
+        validator = _sections[name] = typing.cast(Any, cls).validate
         expand = getattr(cls, "expand", None)
         if expand is not None:
             _expanders[name] = expand
