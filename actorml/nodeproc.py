@@ -107,7 +107,13 @@ async def run_node_process(
     log = structlog.get_logger()
     node = Node(
         name,
-        NngTransport(recv_max_size=cluster.recv_max_size),
+        NngTransport(
+            recv_max_size=cluster.recv_max_size,
+            # nng's pipe events, handed to trio: what a connection did, in the log.
+            # (They run outside any task, so the node is bound by hand.)
+            on_pipe_lost=lambda address: log.info("peer_pipe_lost", node=name, address=address),
+            on_pipe_added=lambda address: log.info("peer_pipe_added", node=name, address=address),
+        ),
         node_address(topology, name, socket_dir),
         directory={LAUNCHER_NODE: launcher_address},
         placement=placement(topology),
