@@ -208,8 +208,9 @@ class Scheduler(Actor):
 
     @handler
     async def get_layout(self, msg: GetLayout) -> Layout:
+        """The layout, naming the current primaries (a replacement starts up to date)."""
         assert self.layout is not None
-        return self.layout
+        return attrs.evolve(self.layout, shards=list(self.primaries))
 
     # --- the table map: which actor is the primary (and the backup) of each slice ------
 

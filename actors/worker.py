@@ -17,7 +17,7 @@ import attrs
 import numpy as np
 import trio
 
-from actorml import Actor, ActorGone, AskTimeout, RemoteError, handler
+from actorml import Actor, ActorGone, AskTimeout, NodeUnreachable, RemoteError, handler
 from actorml.groups import sole
 from actorml.models import load_dataset
 from actorml.models.base import Model, localize, take_rows
@@ -218,8 +218,11 @@ class Worker(Actor):
                 if trio.current_time() >= deadline:
                     raise
                 self.ctx.log.info("shard_unavailable", shard=target, error=str(exc))
-            await trio.sleep(0.05)
+                if not isinstance(exc, NodeUnreachable):
+                    await trio.sleep(0.05)  # its death may not be announced yet
             update: TableMapUpdate = await self._ask_through_failures(self.scheduler, GetTableMap())
+            if tuple(update.primaries) == self._map.shards:
+                await trio.sleep(0.01)  # the failover has not happened yet
             self._map = attrs.evolve(self._map, shards=tuple(update.primaries))
 
     async def _pull_stale(self, rows: dict[str, np.ndarray | None], ok: ReadOk) -> None:

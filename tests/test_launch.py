@@ -47,7 +47,7 @@ def _topology(
             name="t",
             run_dir=str(tmp_path / "runs"),
             heartbeat_interval_s=0.2,
-            heartbeat_deadline_s=2.0,
+            heartbeat_deadline_s=5.0,  # generous: a loaded CI machine is not a dead node
             supervisor=SupervisorSpec(strategy=cluster_strategy, max_restarts=2, within_s=60.0),
         ),
         nodes=(
