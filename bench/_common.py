@@ -37,15 +37,22 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "BENCH_KINDS",
     "Helper",
+    "bench_parser",
     "fmt",
     "median",
     "parse_args",
     "print_table",
     "quiet_logging",
+    "save_dataset",
     "scratch_dir",
     "spawn",
+    "spawn_script",
+    "start_together",
+    "training_topology",
     "write_json",
+    "write_nested_json",
 ]
 
 _PR_SET_PDEATHSIG = 1
@@ -355,6 +362,136 @@ def _raw_push(address: str, back: str, nbytes: int) -> None:
             received, received_bytes = json.loads(acks.recv())
             elapsed = time.perf_counter_ns() - t0
             print(json.dumps([elapsed, received, received_bytes]), flush=True)
+
+
+# --- shared by the training benchmarks (consistency.py, throughput.py) ---------------
+
+
+def bench_parser(description: str) -> argparse.ArgumentParser:
+    """The parser of :func:`parse_args`, for a benchmark that adds options of its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer, shorter batches (under a minute or two)"
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="PATH", help='write {"figures": ..., "ratios": ...} here'
+    )
+    return parser
+
+
+def write_nested_json(path: Path, figures: Mapping[str, Any], ratios: Mapping[str, Any]) -> None:
+    """Write ``{"figures": ..., "ratios": ...}`` whose values may be nested tables.
+
+    A leaf is a finite number >= 0 or None, which means "not reached" (a time to a
+    target loss that a run never reached, and the ratios taken from it).
+
+    Raises:
+        ValueError: a leaf is anything else (a broken measurement must not look like a
+            result).
+    """
+
+    def clean(key: str, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: clean(f"{key}.{k}", v) for k, v in value.items()}
+        if value is None:
+            return None
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"figure {key} is {value!r}, not a finite number >= 0 or None")
+        return round(float(value), 4)
+
+    data = {"figures": clean("figures", figures), "ratios": clean("ratios", ratios)}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def spawn_script(script: Path, *commands: Sequence[str]) -> list[Helper]:
+    """As :func:`spawn`, for baseline roles that ``python SCRIPT ROLE ARGS...`` runs."""
+    helpers: list[Helper] = []
+    try:
+        for command in commands:
+            process = subprocess.Popen(
+                [sys.executable, str(script), *command],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                preexec_fn=_die_with_parent,
+            )
+            helpers.append(Helper(process))
+        for helper in helpers:
+            helper.wait_ready()
+    except BaseException:
+        for helper in helpers:
+            helper.close()
+        raise
+    return helpers
+
+
+#: the actor kinds a benchmark's training job runs: the real ones, warmed up before the
+#: job starts, with workers that join together (see ``actorml.actors.bench``)
+BENCH_KINDS = {
+    "scheduler": "actorml.actors.bench:WarmScheduler",
+    "shard": "actorml.actors.bench:WarmShard",
+    "worker": "actorml.actors.bench:BenchWorker",
+}
+
+
+def training_topology(name: str, sections: Mapping[str, Any], run_root: Path) -> Any:
+    """A training job's Topology: ``sections`` ([job], [data], [model], [optimizer],
+    [protocol]) expanded into nodes as ``actorml up`` would, with :data:`BENCH_KINDS`."""
+    from actorml.actors.job import (
+        DataSection,
+        JobSection,
+        ModelSection,
+        OptimizerSection,
+        ProtocolSection,
+        training_nodes,
+    )
+    from actorml.topology import Topology
+
+    nodes = training_nodes(
+        JobSection.validate(dict(sections["job"]), "job"),
+        ModelSection.validate(dict(sections["model"]), "model"),
+        DataSection.validate(dict(sections["data"]), "data"),
+        OptimizerSection.validate(dict(sections.get("optimizer", {})), "optimizer"),
+        ProtocolSection.validate(dict(sections.get("protocol", {})), "protocol"),
+    )
+    for node in nodes:
+        for actor in node["actor"]:
+            actor["kind"] = BENCH_KINDS.get(actor["kind"], actor["kind"])
+    # Generous deadlines: on a shared two-core machine seven processes importing numpy
+    # and numba, and loading the data, can take a minute to come up.
+    cluster = {"name": name, "transport": "ipc", "log_level": "warning",
+               "run_dir": str(run_root), "ask_timeout_s": 120.0,
+               "ready_timeout_s": 300.0}  # fmt: skip
+    return Topology.from_dict({"cluster": cluster, **sections, "node": nodes})
+
+
+async def start_together(cluster: Any, workers: Sequence[str]) -> list[Any]:
+    """Wait until every ``BenchWorker`` is warm and held, then let them all join at once.
+
+    Returns their ``Held`` answers (with each one's warm-up time).
+    """
+    from actorml.actors.bench import Go, Hold
+
+    held = [await cluster.ask(worker, Hold(), timeout=600.0) for worker in workers]
+    for worker in workers:
+        await cluster.tell(worker, Go())
+    return held
+
+
+def save_dataset(dataset: Any, path: Path, dtype: Any = None) -> dict[str, Any]:
+    """Write a loaded dataset's splits to ``path`` (npz); returns the ``[data]`` table
+    that loads it back, in a fraction of the time it took to make."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        X_train=np.asarray(dataset.X_train, dtype=dtype),
+        y_train=dataset.y_train,
+        X_test=np.asarray(dataset.X_test, dtype=dtype),
+        y_test=dataset.y_test,
+    )
+    return {"source": f"npz:{path}"}
 
 
 def main(argv: Sequence[str]) -> None:
