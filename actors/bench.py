@@ -17,7 +17,7 @@ import trio
 from actorml import Actor, Promise, handler, message
 from actorml.models.base import Model, gather, localize
 
-from .config import build_model, build_optimizer
+from .config import build_model
 from .messages import GetLayout, JoinJob, Layout, Push, PushAck, ShardHello, ShardRole
 from .scheduler import Scheduler
 from .shard import Shard
@@ -33,8 +33,8 @@ __all__ = [
     "Drained",
     "Echo",
     "Go",
-    "Hold",
     "Held",
+    "Hold",
     "LayoutServer",
     "Measure",
     "Probe",
@@ -46,6 +46,7 @@ __all__ = [
     "Timings",
     "WarmScheduler",
     "WarmShard",
+    "warm_model",
 ]
 
 
@@ -242,7 +243,7 @@ class Go:
     """Tell a held :class:`BenchWorker` to join the job now."""
 
 
-def _warm_model(model: Model, n_features: int, n_classes: int, sparse: bool) -> None:
+def warm_model(model: Model, n_features: int, n_classes: int, sparse: bool) -> None:
     """One gradient and one evaluation on a tiny batch: numba loads every kernel."""
     X: Any = np.zeros((8, n_features))
     if sparse:
@@ -259,7 +260,7 @@ def _warm_model(model: Model, n_features: int, n_classes: int, sparse: bool) -> 
 async def _warm_layout(layout: Layout) -> None:
     model = build_model(layout)
     sparse = bool(layout.model.get("sparse", False))
-    await trio.to_thread.run_sync(_warm_model, model, layout.n_features, layout.n_classes, sparse)
+    await trio.to_thread.run_sync(warm_model, model, layout.n_features, layout.n_classes, sparse)
 
 
 @attrs.define(eq=False)

