@@ -30,13 +30,20 @@ def shortened(path: Path) -> dict[str, Any]:
     return data
 
 
+NEEDS_PACKAGE = pytest.mark.skipif(
+    not FASHION_MNIST_DIR.is_dir(), reason="debian package dataset-fashion-mnist is not installed"
+)
+CASES = [
+    pytest.param(p, id=p.stem, marks=[NEEDS_PACKAGE] if p.stem == "fashion_mnist" else [])
+    for p in EXAMPLES
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+@pytest.mark.parametrize("path", CASES)
 async def test_example_runs(path: Path, tmp_path: Path) -> None:
     """The example's topology runs to completion and reports its summary."""
     data = shortened(path)
-    if data.get("data", {}).get("source") == "fashion_mnist" and not FASHION_MNIST_DIR.is_dir():
-        pytest.skip("debian package dataset-fashion-mnist is not installed")
     topology = Topology.from_dict(data, source=str(path))
     topology.check()
     network = MemoryNetwork(seed=0, capacity=64)
