@@ -208,24 +208,7 @@ def spawn(*commands: Sequence[str]) -> list[Helper]:
 
     Returns once every one is ready; if one fails, all are stopped.
     """
-    helpers: list[Helper] = []
-    try:
-        for role, *args in commands:
-            process = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), role, *args],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-                preexec_fn=_die_with_parent,
-            )
-            helpers.append(Helper(process))
-        for helper in helpers:
-            helper.wait_ready()
-    except BaseException:
-        for helper in helpers:
-            helper.close()
-        raise
-    return helpers
+    return spawn_script(Path(__file__).resolve(), *commands)
 
 
 # --- the baselines themselves ------------------------------------------------------

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import marked_processes
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,22 +44,6 @@ EXPECTED = {
 }
 
 
-def _marked_processes(marker: str) -> list[int]:
-    """Processes whose environment carries ``marker`` (every child of a bench run does)."""
-    found = []
-    needle = f"ACTORML_BENCH_TEST={marker}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
-
-
 class TestBenchmarks:
     @pytest.mark.parametrize("name", sorted(EXPECTED))
     def test_quick_run_writes_figures(self, name: str, tmp_path: Path, ipc_dir: str) -> None:
@@ -77,4 +63,4 @@ class TestBenchmarks:
         assert set(data["ratios"]) == ratios
         for key, value in {**data["figures"], **data["ratios"]}.items():
             assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, value)
-        assert _marked_processes(marker) == []
+        assert marked_processes(marker) == []

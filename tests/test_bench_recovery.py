@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import marked_processes
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,22 +32,6 @@ FIGURES = {
     "heartbeat_deadline_s",
 }
 RATIOS = {"shard_failover_vs_1s", "worker_replace_vs_1s", "hung_worker_replace_vs_1s"}
-
-
-def _marked_processes(marker: str) -> list[int]:
-    """Processes whose environment carries ``marker`` (every child of the run does)."""
-    found = []
-    needle = f"ACTORML_BENCH_TEST={marker}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
 
 
 class TestRecoveryBenchmark:
@@ -74,4 +60,4 @@ class TestRecoveryBenchmark:
         for key, value in {**data["figures"], **data["ratios"]}.items():
             assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, value)
         assert "worker SIGSTOP -> replacement's first clock" in done.stdout
-        assert _marked_processes(marker) == []
+        assert marked_processes(marker) == []

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_bench import _marked_processes
+from tests.processes import marked_processes
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def _run(name: str, tmp_path: Path, ipc_dir: str, *extra: str) -> dict[str, Any]
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert _marked_processes(marker) == []
+    assert marked_processes(marker) == []
     data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     assert set(data) == {"figures", "ratios"}
     return data
