@@ -164,13 +164,7 @@ class Cluster:
             nodes = tuple(n for n in self.topology.nodes if n.name != name)
             self._set_topology(attrs.evolve(self.topology, nodes=nodes))
             self.node.mark_down(name)
-            for other in self.procs.values():
-                if not other.exited.is_set():
-                    with trio.move_on_after(1.0):
-                        await self.node.tell(
-                            ActorRef(other.name, "_node"),
-                            NodeDown(name, proc.incarnation, "removed"),
-                        )
+            await self._announce_down(proc, "removed")
             await self._broadcast_directory()
             self.log.info("node_removed", node=name)
 

@@ -153,9 +153,7 @@ class Node:
         asks to it fail at once with ActorGone, and tells to it are dropped (and counted),
         so no sender waits on a dead peer."""
         self._down.add(node)
-        old = self._outboxes.pop(node, None)
-        if old is not None:
-            old.close()
+        self._close_outbox(node)
         for pending in self._pending.values():
             if pending.target == node and not pending.done.is_set():
                 # Its answer will never come: fail the ask now, not at its deadline.
@@ -167,9 +165,7 @@ class Node:
         self._down.discard(node)
         if self.directory.get(node) != address:
             self.directory[node] = address
-            old = self._outboxes.pop(node, None)
-            if old is not None:
-                old.close()
+            self._close_outbox(node)
 
     # --- actors ------------------------------------------------------------------
 
@@ -330,6 +326,12 @@ class Node:
         if self._outboxes.get(node) is outbox:
             del self._outboxes[node]
         outbox.close()
+
+    def _close_outbox(self, node: str) -> None:
+        """Close the connection to ``node``, if any; the next send dials afresh."""
+        old = self._outboxes.pop(node, None)
+        if old is not None:
+            old.close()
 
     # --- receiving ---------------------------------------------------------------
 
