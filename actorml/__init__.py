@@ -8,17 +8,19 @@ from . import builtins as _builtins  # registers the built-in kinds (lazily impo
 from .actor import Ack as Ack
 from .actor import Actor as Actor
 from .actor import ActorContext as ActorContext
-from .actor import ActorGone as ActorGone
-from .actor import AskTimeout as AskTimeout
-from .actor import NodeUnreachable as NodeUnreachable
 from .actor import Promise as Promise
-from .actor import Refused as Refused
-from .actor import RemoteError as RemoteError
 from .actor import handler as handler
-from .codec import CodecError as CodecError
+from .errors import ActorGone as ActorGone
+from .errors import AskTimeout as AskTimeout
+from .errors import ClusterGaveUp as ClusterGaveUp
+from .errors import ClusterStartError as ClusterStartError
+from .errors import CodecError as CodecError
+from .errors import NodeUnreachable as NodeUnreachable
+from .errors import Refused as Refused
+from .errors import RemoteError as RemoteError
+from .errors import SupervisorGaveUp as SupervisorGaveUp
+from .errors import TopologyError as TopologyError
 from .launch import Cluster as Cluster
-from .launch import ClusterGaveUp as ClusterGaveUp
-from .launch import ClusterStartError as ClusterStartError
 from .launch import open_cluster as open_cluster
 from .messages import ActorRef as ActorRef
 from .messages import message as message
@@ -26,13 +28,11 @@ from .supervisor import ChildSpec as ChildSpec
 from .supervisor import Restart as Restart
 from .supervisor import Strategy as Strategy
 from .supervisor import Supervisor as Supervisor
-from .supervisor import SupervisorGaveUp as SupervisorGaveUp
 from .topology import ActorSpec as ActorSpec
 from .topology import ClusterSpec as ClusterSpec
 from .topology import NodeSpec as NodeSpec
 from .topology import SupervisorSpec as SupervisorSpec
 from .topology import Topology as Topology
-from .topology import TopologyError as TopologyError
 
 del _builtins
 

@@ -18,7 +18,8 @@ import attrs
 import structlog
 import trio
 
-from .codec import ASK, FAIL, REPLY, CodecError, Envelope
+from .codec import ASK, FAIL, REPLY, Envelope
+from .errors import ActorGone, CodecError, NodeUnreachable, Refused
 from .groups import sole
 from .messages import ActorRef, message
 
@@ -110,35 +111,6 @@ class Promise:
             return
         self.done = True
         await self.node.reply(self.request, FAIL, (type(error).__name__, str(error)))
-
-
-class ActorGone(Exception):
-    """The addressed actor does not exist or was restarted since the address was made."""
-
-
-class NodeUnreachable(ActorGone):
-    """The addressed actor's node is down (it died and has not come back yet)."""
-
-
-class RemoteError(Exception):
-    """A handler raised while answering an ask.
-
-    Attributes:
-        error_type: the name of the exception class raised on the remote side.
-    """
-
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(f"{error_type}: {message}")
-        self.error_type = error_type
-
-
-class Refused(Exception):
-    """Raise from a handler to fail the ask (the asker gets RemoteError naming this
-    class) without crashing the actor: a request that is wrong, not a broken actor."""
-
-
-class AskTimeout(TimeoutError):
-    """No reply to an ask within its deadline."""
 
 
 @attrs.define(eq=False)

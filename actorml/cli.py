@@ -19,9 +19,9 @@ from typing import Any
 import trio
 
 from . import builtins as _builtins  # noqa: F401 - registers the built-in kinds
+from .errors import TopologyError, UnknownKind
 from .groups import sole
-from .registry import UnknownKind
-from .topology import Topology, TopologyError, check_topology
+from .topology import Topology, check_topology
 
 __all__ = ["main"]
 
@@ -111,11 +111,13 @@ def _node(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from .launch import ClusterGaveUp, ClusterStartError, open_cluster
+    from .errors import ClusterGaveUp, ClusterStartError
+    from .launch import open_cluster
     from .log import configure_logging
 
     if args.resume is not None:
-        from .resume import NoSnapshot, latest_snapshot
+        from .errors import NoSnapshot
+        from .resume import latest_snapshot
 
         try:
             snapshot = latest_snapshot(args.resume)

@@ -24,9 +24,10 @@ import attrs
 import msgpack
 import numpy as np
 
+from .errors import CodecError
 from .messages import ActorRef, field_schema, is_message, message_class, message_tag
 
-__all__ = ["ASK", "FAIL", "REPLY", "TELL", "CodecError", "Envelope", "Frame", "decode", "encode"]
+__all__ = ["ASK", "FAIL", "REPLY", "TELL", "Envelope", "Frame", "decode", "encode"]
 
 TELL, ASK, REPLY, FAIL = 0, 1, 2, 3
 _KINDS = frozenset((TELL, ASK, REPLY, FAIL))
@@ -41,21 +42,6 @@ _DTYPE_STR = re.compile(r"[<>|=][biufc][0-9]{1,2}")
 
 _EXT_ARRAY, _EXT_MESSAGE, _EXT_REF = 1, 2, 3
 _U32 = struct.Struct("<I")
-
-
-class CodecError(ValueError):
-    """A frame that cannot be decoded (or a value that cannot be encoded).
-
-    Attributes:
-        reason: a short machine-readable cause (``truncated``, ``oversized``,
-            ``bad_magic``, ``bad_header``, ``unknown_tag``, ``bad_field``, ``bad_array``,
-            ``unencodable``).
-    """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @attrs.frozen

@@ -27,7 +27,7 @@ import attrs
 import structlog
 import trio
 
-from .actor import ActorGone, AskTimeout, run_actor
+from .actor import run_actor
 from .control import (
     Directory,
     GetStats,
@@ -41,10 +41,11 @@ from .control import (
     Shutdown,
     Stats,
 )
+from .errors import ActorGone, AskTimeout, ClusterGaveUp, ClusterStartError, UnknownNode
 from .groups import sole
 from .log import configure_logging
 from .messages import ActorRef
-from .node import LAUNCHER_NODE, JobComplete, Node, UnknownNode
+from .node import LAUNCHER_NODE, JobComplete, Node
 from .nodeproc import node_address, placement
 from .process import ChildProcess, spawn
 from .resume import mark_resume
@@ -52,15 +53,7 @@ from .supervisor import RestartIntensity, Strategy
 from .topology import NodeSpec, Topology
 from .transport import NngTransport
 
-__all__ = ["Cluster", "ClusterGaveUp", "ClusterStartError", "open_cluster"]
-
-
-class ClusterGaveUp(RuntimeError):
-    """Node processes kept dying faster than the cluster's restart intensity allows."""
-
-
-class ClusterStartError(RuntimeError):
-    """A node did not come up within ``ready_timeout_s``, or died while starting."""
+__all__ = ["Cluster", "open_cluster"]
 
 
 class _DiedStarting(Exception):

@@ -19,21 +19,32 @@ import attrs
 import structlog
 import trio
 
-from .actor import Ack, ActorGone, AskTimeout, NodeUnreachable, RemoteError
-from .codec import ASK, FAIL, REPLY, TELL, CodecError, Envelope, decode, encode
+from .actor import Ack
+from .codec import ASK, FAIL, REPLY, TELL, Envelope, decode, encode
+from .errors import (
+    ActorGone,
+    AskTimeout,
+    CodecError,
+    NodeUnreachable,
+    RemoteError,
+    TransportClosed,
+    UnknownNode,
+)
 from .messages import ActorRef, message
-from .transport import Outbox, Transport, TransportClosed
+from .transport import Outbox, Transport
 
-__all__ = ["LAUNCHER", "LAUNCHER_NODE", "JobComplete", "Node", "NodeStats", "UnknownNode"]
+__all__ = [
+    "LAUNCHER",
+    "LAUNCHER_NODE",
+    "JobComplete",
+    "Node",
+    "NodeStats",
+]
 
 LAUNCHER_NODE = "_launcher"
 LAUNCHER = ActorRef(LAUNCHER_NODE, "_launcher")
 # Actor incarnations are unique across restarts of the node process too.
 _INCARNATION_STRIDE = 1 << 20
-
-
-class UnknownNode(LookupError):
-    """A message addressed a node this node has no address for."""
 
 
 @message("actorml.job_complete")

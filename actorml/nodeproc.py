@@ -22,9 +22,10 @@ import trio
 from . import registry
 from .actor import Actor, run_actor
 from .control import Heartbeat, NodeControl, NodeGaveUp, NodeHello, NodeIdle, NodeReady
+from .errors import SupervisorGaveUp
 from .log import configure_logging
 from .node import LAUNCHER, LAUNCHER_NODE, Node
-from .supervisor import ChildSpec, Supervisor, SupervisorGaveUp
+from .supervisor import ChildSpec, Supervisor
 from .topology import ActorSpec, Topology
 from .transport import NngTransport
 

@@ -14,33 +14,13 @@ import re
 
 import attrs
 
-__all__ = ["UnknownKind", "is_valid_kind", "known", "register", "resolve"]
+from .errors import UnknownKind
+
+__all__ = ["is_valid_kind", "known", "register", "resolve"]
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _DOTTED_RE = re.compile(rf"^{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*$")
-
-
-class UnknownKind(LookupError):
-    """A kind that is neither registered nor an importable dotted path.
-
-    Attributes:
-        group: the registry group, e.g. ``"actor"``.
-        kind: the kind that failed to resolve.
-        problem: the one-line explanation (also ``str(err)``).
-    """
-
-    def __init__(self, group: str, kind: str, problem: str) -> None:
-        super().__init__(problem)
-        self.group = group
-        self.kind = kind
-        self.problem = problem
-
-    def __str__(self) -> str:
-        return self.problem
-
-    def __reduce__(self) -> tuple[type[UnknownKind], tuple[str, str, str]]:
-        return (type(self), (self.group, self.kind, self.problem))
 
 
 @attrs.define(eq=False)

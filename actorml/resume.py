@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["NoSnapshot", "latest_snapshot", "mark_resume", "resume_snapshot"]
+from .errors import NoSnapshot
 
-
-class NoSnapshot(FileNotFoundError):
-    """The run directory holds no complete snapshot to resume from."""
+__all__ = ["latest_snapshot", "mark_resume", "resume_snapshot"]
 
 
 def latest_snapshot(run_dir: Path) -> Path:

@@ -23,6 +23,8 @@ import attrs
 import structlog
 import trio
 
+from .errors import SupervisorGaveUp
+
 __all__ = [
     "ChildSpec",
     "EventKind",
@@ -31,7 +33,6 @@ __all__ = [
     "Strategy",
     "Supervisor",
     "SupervisorEvent",
-    "SupervisorGaveUp",
 ]
 
 _log = structlog.get_logger()
@@ -140,26 +141,6 @@ class RestartIntensity:
         while now - self._stamps[0] >= self.within_s:
             self._stamps.popleft()
         return len(self._stamps) > self.max_restarts
-
-
-class SupervisorGaveUp(Exception):
-    """A supervisor exceeded its restart intensity, stopped its children and ended.
-
-    The last child error (if the last exit was a crash) is the ``__cause__``.
-    """
-
-    def __init__(
-        self, supervisor: str, child: str, restarts: int, within_s: float, max_restarts: int
-    ) -> None:
-        super().__init__(
-            f"supervisor {supervisor!r} gave up: {restarts} restarts of {child!r} "
-            f"within {within_s}s (max_restarts={max_restarts})"
-        )
-        self.supervisor = supervisor
-        self.child = child
-        self.restarts = restarts
-        self.within_s = within_s
-        self.max_restarts = max_restarts
 
 
 @attrs.frozen

@@ -34,7 +34,7 @@ import attrs
 import trio
 
 from .codec import Frame
-from .transport import TransportClosed
+from .errors import TransportClosed
 
 __all__ = [
     "LinkFaults",

@@ -17,12 +17,12 @@ from typing import Any, Literal
 import attrs
 
 from . import registry
+from .errors import TopologyError
 from .supervisor import Restart, Strategy
 from .toml_lines import _join
 from .topology_check import check_topology
 from .topology_fields import (
     _NAME_RE,
-    TopologyError,
     _address,
     _args,
     _checked,
@@ -72,7 +72,6 @@ from .topology_fields import _TOML_SCALARS as _TOML_SCALARS
 from .topology_fields import _FieldError as _FieldError
 from .topology_fields import _FieldTypeError as _FieldTypeError
 from .topology_fields import _non_toml as _non_toml
-from .topology_fields import _topology_error as _topology_error
 from .topology_write import _TOML_NAMES as _TOML_NAMES
 from .topology_write import _is_aot as _is_aot
 

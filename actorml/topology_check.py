@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import registry
+from .errors import TopologyError, UnknownKind
 from .toml_lines import _join, _line_of
-from .topology_fields import TopologyError, _describe, _unknown
+from .topology_fields import _describe, _unknown
 
 if TYPE_CHECKING:
     from .topology import ActorSpec, Topology
@@ -42,7 +43,7 @@ def check_topology(topology: Topology, *, resolve_kinds: bool = True) -> list[To
             path = f"node[{i}].actor[{j}]"
             try:
                 cls = registry.resolve("actor", actor.kind)
-            except registry.UnknownKind as exc:
+            except UnknownKind as exc:
                 found = [(f"{path}.kind", str(exc))]
             else:
                 found = [(_join(f"{path}.args", k), p) for k, p in _args_problems(cls, actor)]

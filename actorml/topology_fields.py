@@ -17,43 +17,6 @@ from typing import Any, Literal
 from . import registry
 from .supervisor import Restart, Strategy
 
-
-class TopologyError(ValueError):
-    """A topology that cannot be used, located as precisely as we can.
-
-    ``str(err)`` is one line: ``"{source}:{line}: {key}: {problem}"``, leaving out the
-    parts that are unknown.
-
-    Attributes:
-        source: the file path, ``"<string>"``, ``"<dict>"`` or None (built in Python).
-        line: 1-based line in ``source``, or None when unknown.
-        key: the key path, e.g. ``"node[1].actor[0].kind"``; empty for syntax errors.
-        problem: what is wrong and what would be valid.
-    """
-
-    def __init__(
-        self, key: str, problem: str, *, source: str | None = None, line: int | None = None
-    ) -> None:
-        self.key = key
-        self.problem = problem
-        self.source = source
-        self.line = line
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = self.source or ""
-        if self.line is not None:
-            where = f"{where}:{self.line}" if where else f"line {self.line}"
-        return ": ".join(part for part in (where, self.key, self.problem) if part)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_topology_error, (self.key, self.problem, self.source, self.line))
-
-
-def _topology_error(key: str, problem: str, source: str | None, line: int | None) -> TopologyError:
-    return TopologyError(key, problem, source=source, line=line)
-
-
 # -- validation shared by the Python constructors and the TOML loader ------------------
 
 

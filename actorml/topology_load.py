@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from .errors import TopologyError
 from .toml_lines import _join, _line_of, _scan_lines
 from .topology import (
     _CLUSTER_SUPERVISOR,
@@ -27,7 +28,7 @@ from .topology import (
     _section,
     _valid_sections,
 )
-from .topology_fields import TopologyError, _describe, _FieldError, _unknown
+from .topology_fields import _describe, _FieldError, _unknown
 
 
 def load_dict(data: Mapping[str, Any], source: str) -> Topology:

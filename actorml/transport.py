@@ -20,14 +20,16 @@ from pynng._nng import ffi, lib
 from pynng.exceptions import check_err
 
 from .codec import Frame
+from .errors import TransportClosed
 
-__all__ = ["Inbox", "NngTransport", "Outbox", "Transport", "TransportClosed"]
+__all__ = [
+    "Inbox",
+    "NngTransport",
+    "Outbox",
+    "Transport",
+]
 
 DEFAULT_RECV_MAX_SIZE = 256 * 1024 * 1024
-
-
-class TransportClosed(Exception):
-    """The socket behind an inbox or outbox was closed."""
 
 
 class Inbox(Protocol):

@@ -14,8 +14,8 @@ from typing import Any
 import attrs
 
 from actorml import registry
+from actorml.errors import TopologyError
 from actorml.models.registry import MODELS
-from actorml.topology import TopologyError
 
 __all__ = [
     "DataSection",

@@ -16,7 +16,8 @@ import pytest
 import trio
 
 from actorml import ActorGone, RemoteError
-from actorml.launch import Cluster, ClusterGaveUp, open_cluster
+from actorml.errors import ClusterGaveUp
+from actorml.launch import Cluster, open_cluster
 from actorml.topology import ActorSpec, ClusterSpec, NodeSpec, SupervisorSpec, Topology
 from tests.cluster_actors import Add, Crash, Finish, Get, Total
 

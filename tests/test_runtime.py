@@ -24,12 +24,13 @@ import trio
 import trio.testing
 from structlog.testing import capture_logs
 
-from actorml.actor import Actor, ActorGone, AskTimeout, RemoteError, handler, run_actor
-from actorml.codec import MAGIC, TELL, CodecError, Envelope, decode, encode
+from actorml.actor import Actor, handler, run_actor
+from actorml.codec import MAGIC, TELL, Envelope, decode, encode
+from actorml.errors import ActorGone, AskTimeout, CodecError, RemoteError, TransportClosed
 from actorml.messages import ActorRef, message
 from actorml.node import Node
 from actorml.testing import MemoryNetwork
-from actorml.transport import NngTransport, TransportClosed
+from actorml.transport import NngTransport
 
 # Deadline for a whole test on a real transport; on the memory transport it is virtual.
 DEADLINE = 30.0

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actorml import registry, topology
-from actorml.registry import UnknownKind
+from actorml.errors import UnknownKind
 from actorml.topology import (
     ActorSpec,
     ClusterSpec,
