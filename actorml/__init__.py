@@ -5,7 +5,6 @@ The public API is what ``__all__`` lists; ``tests/test_api.py`` checks it agains
 """
 
 from . import builtins as _builtins  # registers the built-in kinds (lazily imported)
-from .actor import Ack as Ack
 from .actor import Actor as Actor
 from .actor import ActorContext as ActorContext
 from .actor import Promise as Promise
@@ -22,6 +21,7 @@ from .errors import SupervisorGaveUp as SupervisorGaveUp
 from .errors import TopologyError as TopologyError
 from .launch import Cluster as Cluster
 from .launch import open_cluster as open_cluster
+from .messages import Ack as Ack
 from .messages import ActorRef as ActorRef
 from .messages import message as message
 from .supervisor import ChildSpec as ChildSpec

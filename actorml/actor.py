@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import structlog
@@ -21,19 +22,59 @@ import trio
 from .codec import ASK, FAIL, REPLY, Envelope
 from .errors import ActorGone, CodecError, NodeUnreachable, Refused
 from .groups import sole
-from .messages import ActorRef, message
+from .messages import Ack, ActorRef
 
-if TYPE_CHECKING:
-    from .node import Node
-
-__all__ = ["Ack", "Actor", "ActorContext", "Promise", "handler"]
+__all__ = ["Actor", "ActorContext", "Promise", "Router", "handler"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
-@message("actorml.ack")
-class Ack:
-    """The reply to an ask whose handler returned None."""
+class Router(Protocol):
+    """What an actor needs of the node it runs on; `actorml.node.Node` is the one we ship.
+
+    Actors depend on this interface, not on the node, as the node depends on the
+    `actorml.transport.Transport` interface, not on nng.
+    """
+
+    name: str
+    incarnation: int
+    ask_timeout_s: float
+    placement: dict[str, str]
+    run_dir: Path | None
+    stats: Any
+    log: Any
+
+    def next_ref(self, name: str) -> ActorRef: ...
+
+    def register(
+        self,
+        ref: ActorRef,
+        mailbox: trio.MemorySendChannel[Envelope],
+        handles: frozenset[type] = frozenset(),
+    ) -> None: ...
+
+    def unregister(self, ref: ActorRef) -> None: ...
+
+    def locate(self, target: ActorRef | str) -> ActorRef: ...
+
+    async def tell(
+        self, target: ActorRef | str, msg: object, sender: ActorRef | None = None
+    ) -> None: ...
+
+    async def ask(
+        self,
+        target: ActorRef | str,
+        msg: object,
+        *,
+        timeout: float | None = None,
+        sender: ActorRef | None = None,
+    ) -> Any: ...
+
+    async def reply(self, request: Envelope, kind: int, body: Any) -> None: ...
+
+    async def refuse(self, env: Envelope, why: str) -> None: ...
+
+    async def complete(self, actor: ActorRef, result: Mapping[str, Any]) -> None: ...
 
 
 def handler(fn: F) -> F:
@@ -94,7 +135,7 @@ class Actor:
 class Promise:
     """A reply owed to an asker (see :meth:`ActorContext.promise`)."""
 
-    node: Node
+    node: Router
     request: Envelope | None
     done: bool = False
 
@@ -117,7 +158,7 @@ class Promise:
 class ActorContext:
     """What an actor uses to reach the world: its address, its log, its node."""
 
-    node: Node
+    node: Router
     ref: ActorRef
     log: Any
     _mailbox: trio.MemorySendChannel[Envelope] | None = None
@@ -196,7 +237,7 @@ class ActorContext:
 
 
 async def run_actor(
-    node: Node,
+    node: Router,
     name: str,
     factory: Callable[[], Actor],
     mailbox_size: int,
@@ -275,7 +316,7 @@ async def _serve_mailbox(
     scope.cancel()
 
 
-async def _answer(node: Node, actor: Actor, env: Envelope, reply: object) -> None:
+async def _answer(node: Router, actor: Actor, env: Envelope, reply: object) -> None:
     """Send a handler's reply; a reply that cannot travel fails the ask instead.
 
     The actor keeps running: the fault is in one answer, not in its state.

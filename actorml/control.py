@@ -14,96 +14,22 @@ import attrs
 import trio
 
 from .actor import Actor, Promise, handler
-from .messages import message
-from .node import JobComplete, Node
+from .messages import (
+    Directory,
+    GetStats,
+    Heartbeat,
+    JobComplete,
+    NodeDown,
+    NodeGaveUp,
+    NodeHello,
+    NodeIdle,
+    NodeReady,
+    Shutdown,
+    Stats,
+)
+from .node import Node
 
-__all__ = [
-    "Directory",
-    "GetStats",
-    "Heartbeat",
-    "LauncherControl",
-    "NodeControl",
-    "NodeDown",
-    "NodeGaveUp",
-    "NodeHello",
-    "NodeIdle",
-    "NodeReady",
-    "Shutdown",
-    "Stats",
-]
-
-
-@message("actorml.node_hello")
-class NodeHello:
-    node: str
-    address: str
-    pid: int
-    incarnation: int
-
-
-@message("actorml.directory")
-class Directory:
-    addresses: dict[str, str]
-    placement: dict[str, str]
-
-
-@message("actorml.node_ready")
-class NodeReady:
-    node: str
-    incarnation: int
-
-
-@message("actorml.node_idle")
-class NodeIdle:
-    """A node's root supervisor has no children left running."""
-
-    node: str
-    incarnation: int
-
-
-@message("actorml.node_gave_up")
-class NodeGaveUp:
-    node: str
-    incarnation: int
-    error: str
-
-
-@message("actorml.heartbeat")
-class Heartbeat:
-    node: str
-    incarnation: int
-
-
-@message("actorml.node_down")
-class NodeDown:
-    """Node ``node`` (that incarnation) died; ``reason`` says how it was judged dead.
-
-    The launcher sends it to every other node, whose ``_node`` actor passes it on to
-    each local actor with a handler for it (a scheduler re-hands work, a protocol
-    drops the dead workers from its clock).
-    """
-
-    node: str
-    incarnation: int
-    reason: str
-
-
-@message("actorml.shutdown")
-class Shutdown:
-    reason: str = "requested"
-
-
-@message("actorml.get_stats")
-class GetStats:
-    pass
-
-
-@message("actorml.stats")
-class Stats:
-    node: str
-    incarnation: int
-    counters: dict[str, int]
-    restarts: dict[str, int]
+__all__ = ["LauncherControl", "NodeControl"]
 
 
 @attrs.define(eq=False)

@@ -28,11 +28,16 @@ import structlog
 import trio
 
 from .actor import run_actor
-from .control import (
+from .control import LauncherControl
+from .errors import ActorGone, AskTimeout, ClusterGaveUp, ClusterStartError, UnknownNode
+from .groups import sole
+from .log import configure_logging
+from .messages import (
+    ActorRef,
     Directory,
     GetStats,
     Heartbeat,
-    LauncherControl,
+    JobComplete,
     NodeDown,
     NodeGaveUp,
     NodeHello,
@@ -41,11 +46,7 @@ from .control import (
     Shutdown,
     Stats,
 )
-from .errors import ActorGone, AskTimeout, ClusterGaveUp, ClusterStartError, UnknownNode
-from .groups import sole
-from .log import configure_logging
-from .messages import ActorRef
-from .node import LAUNCHER_NODE, JobComplete, Node
+from .node import LAUNCHER_NODE, Node
 from .nodeproc import node_address, placement
 from .process import ChildProcess, spawn
 from .resume import mark_resume

@@ -1,9 +1,14 @@
-"""Addresses, message classes and the tag registry.
+"""Addresses, message classes, the tag registry, and the runtime's own messages.
 
 A message is a frozen attrs class registered under a short tag; the tag, not a
 Python import path, is what travels on the wire, so a peer can only ever build
 classes it has registered itself. Field annotations are the schema the codec
 checks incoming frames against.
+
+Each vocabulary has one home and one tag prefix (``docs/messages.md`` lists them all):
+the runtime's own messages (``actorml.``) are at the end of this module; the
+consistency-protocol contract (``protocol.``) is ``actorml.protocols.contract``; the
+parameter-server roles (``ps.``) are ``actorml.actors.messages``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,19 @@ import attrs
 import numpy as np
 
 __all__ = [
+    "Ack",
     "ActorRef",
+    "Directory",
+    "GetStats",
+    "Heartbeat",
+    "JobComplete",
+    "NodeDown",
+    "NodeGaveUp",
+    "NodeHello",
+    "NodeIdle",
+    "NodeReady",
+    "Shutdown",
+    "Stats",
     "is_message",
     "message",
     "message_class",
@@ -211,3 +228,106 @@ def _checker(tp: Any) -> Checker:
         return check_dict
     # An annotation we cannot check precisely: accept, the handler sees what came.
     return lambda v: v
+
+
+# -- the runtime's own vocabulary (tags "actorml.*"; see docs/messages.md) ----------
+
+
+@message("actorml.ack")
+class Ack:
+    """The reply to an ask whose handler returned None."""
+
+
+@message("actorml.job_complete")
+class JobComplete:
+    """An actor declares the job finished, with a summary for the launcher."""
+
+    actor: ActorRef
+    result: dict[str, Any]
+
+
+@message("actorml.node_hello")
+class NodeHello:
+    """A node process is up and listening at ``address`` (node -> launcher)."""
+
+    node: str
+    address: str
+    pid: int
+    incarnation: int
+
+
+@message("actorml.directory")
+class Directory:
+    """Every node's address and every actor's node (launcher -> each node)."""
+
+    addresses: dict[str, str]
+    placement: dict[str, str]
+
+
+@message("actorml.node_ready")
+class NodeReady:
+    """A node's actors have all started (node -> launcher)."""
+
+    node: str
+    incarnation: int
+
+
+@message("actorml.node_idle")
+class NodeIdle:
+    """A node's root supervisor has no children left running."""
+
+    node: str
+    incarnation: int
+
+
+@message("actorml.node_gave_up")
+class NodeGaveUp:
+    """A node's root supervisor exceeded its restart intensity (node -> launcher)."""
+
+    node: str
+    incarnation: int
+    error: str
+
+
+@message("actorml.heartbeat")
+class Heartbeat:
+    """A node is alive (node -> launcher, every ``heartbeat_interval_s``)."""
+
+    node: str
+    incarnation: int
+
+
+@message("actorml.node_down")
+class NodeDown:
+    """Node ``node`` (that incarnation) died; ``reason`` says how it was judged dead.
+
+    The launcher sends it to every other node, whose ``_node`` actor passes it on to
+    each local actor with a handler for it (a scheduler re-hands work, a protocol
+    drops the dead workers from its clock).
+    """
+
+    node: str
+    incarnation: int
+    reason: str
+
+
+@message("actorml.shutdown")
+class Shutdown:
+    """Stop this node's actors in reverse order, then answer (launcher -> node)."""
+
+    reason: str = "requested"
+
+
+@message("actorml.get_stats")
+class GetStats:
+    """Ask a node's ``_node`` actor for its counters (answered with `Stats`)."""
+
+
+@message("actorml.stats")
+class Stats:
+    """A node's counters (`NodeStats`) and its actors' restart counts."""
+
+    node: str
+    incarnation: int
+    counters: dict[str, int]
+    restarts: dict[str, int]

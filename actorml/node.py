@@ -19,7 +19,6 @@ import attrs
 import structlog
 import trio
 
-from .actor import Ack
 from .codec import ASK, FAIL, REPLY, TELL, Envelope, decode, encode
 from .errors import (
     ActorGone,
@@ -30,13 +29,12 @@ from .errors import (
     TransportClosed,
     UnknownNode,
 )
-from .messages import ActorRef, message
+from .messages import Ack, ActorRef, JobComplete
 from .transport import Outbox, Transport
 
 __all__ = [
     "LAUNCHER",
     "LAUNCHER_NODE",
-    "JobComplete",
     "Node",
     "NodeStats",
 ]
@@ -45,14 +43,6 @@ LAUNCHER_NODE = "_launcher"
 LAUNCHER = ActorRef(LAUNCHER_NODE, "_launcher")
 # Actor incarnations are unique across restarts of the node process too.
 _INCARNATION_STRIDE = 1 << 20
-
-
-@message("actorml.job_complete")
-class JobComplete:
-    """An actor declares the job finished, with a summary for the launcher."""
-
-    actor: ActorRef
-    result: dict[str, Any]
 
 
 @attrs.define

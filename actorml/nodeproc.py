@@ -21,9 +21,10 @@ import trio
 
 from . import registry
 from .actor import Actor, run_actor
-from .control import Heartbeat, NodeControl, NodeGaveUp, NodeHello, NodeIdle, NodeReady
+from .control import NodeControl
 from .errors import SupervisorGaveUp
 from .log import configure_logging
+from .messages import Heartbeat, NodeGaveUp, NodeHello, NodeIdle, NodeReady
 from .node import LAUNCHER, LAUNCHER_NODE, Node
 from .supervisor import ChildSpec, Supervisor
 from .topology import ActorSpec, Topology

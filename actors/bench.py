@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-@message("actorml.bench.probe")
+@message("bench.probe")
 @attrs.frozen
 class Probe:
     """A small ask: a sequence number and a few bytes."""
@@ -59,7 +59,7 @@ class Probe:
     payload: bytes
 
 
-@message("actorml.bench.measure")
+@message("bench.measure")
 @attrs.frozen
 class Measure:
     """Ask a :class:`Prober` for ``rounds`` round trips to its peer."""
@@ -67,7 +67,7 @@ class Measure:
     rounds: int
 
 
-@message("actorml.bench.timings")
+@message("bench.timings")
 @attrs.frozen
 class Timings:
     """One round-trip time per round, in nanoseconds."""
@@ -75,7 +75,7 @@ class Timings:
     rtt_ns: np.ndarray
 
 
-@message("actorml.bench.chunk")
+@message("bench.chunk")
 @attrs.frozen
 class Chunk:
     """One streamed array."""
@@ -84,7 +84,7 @@ class Chunk:
     data: np.ndarray
 
 
-@message("actorml.bench.stream")
+@message("bench.stream")
 @attrs.frozen
 class Stream:
     """Ask a :class:`Source` to tell ``count`` arrays of ``nbytes`` bytes to its sink."""
@@ -93,7 +93,7 @@ class Stream:
     nbytes: int
 
 
-@message("actorml.bench.streamed")
+@message("bench.streamed")
 @attrs.frozen
 class Streamed:
     """How long a :class:`Source` took to stream (until the sink confirmed), and what arrived."""
@@ -103,13 +103,13 @@ class Streamed:
     received_bytes: int
 
 
-@message("actorml.bench.drain")
+@message("bench.drain")
 @attrs.frozen
 class Drain:
     """Ask a :class:`Sink` what arrived since the last drain (and reset its counts)."""
 
 
-@message("actorml.bench.drained")
+@message("bench.drained")
 @attrs.frozen
 class Drained:
     """What a :class:`Sink` received since the last drain."""
@@ -222,13 +222,13 @@ class Sink(Actor):
 # benchmark says go; the job itself runs the real code unchanged.
 
 
-@message("actorml.bench.hold")
+@message("bench.hold")
 @attrs.frozen
 class Hold:
     """Ask a :class:`BenchWorker`: answered once it is warm and waiting to join the job."""
 
 
-@message("actorml.bench.held")
+@message("bench.held")
 @attrs.frozen
 class Held:
     """The worker is waiting to join; its numba kernels took ``warmup_s`` to warm up."""
@@ -237,7 +237,7 @@ class Held:
     warmup_s: float
 
 
-@message("actorml.bench.go")
+@message("bench.go")
 @attrs.frozen
 class Go:
     """Tell a held :class:`BenchWorker` to join the job now."""
@@ -333,7 +333,7 @@ class WarmScheduler(Scheduler):
 # --- a worker's push + pull cycle against a real shard --------------------------------
 
 
-@message("actorml.bench.cycle")
+@message("bench.cycle")
 @attrs.frozen
 class Cycle:
     """Ask a :class:`Cycler` for ``rounds`` push + pull cycles against its shard."""
@@ -341,7 +341,7 @@ class Cycle:
     rounds: int
 
 
-@message("actorml.bench.cycled")
+@message("bench.cycled")
 @attrs.frozen
 class Cycled:
     """When a :class:`Cycler`'s cycles began and ended (``perf_counter_ns``, one clock

@@ -87,7 +87,7 @@ class RowsUpdate:
 
 @message("ps.get_tables")
 class GetTables:
-    pass
+    """Ask a shard for its whole slice of every table (answered with `Tables`)."""
 
 
 @message("ps.tables")
@@ -107,6 +107,8 @@ class Tables:
 
 @message("ps.join_job")
 class JoinJob:
+    """A worker (incarnation) asks the scheduler for its `Assignment`."""
+
     worker: str
     incarnation: int
 
@@ -139,18 +141,22 @@ class Progress:
 
 @message("ps.done")
 class Done:
+    """A worker finished its last clock (worker -> scheduler)."""
+
     worker: str
     clocks: int
 
 
 @message("ps.stop_training")
 class StopTraining:
+    """Stop training (scheduler -> workers), e.g. once the target accuracy is reached."""
+
     reason: str = "target reached"
 
 
 @message("ps.get_layout")
 class GetLayout:
-    pass
+    """Ask the scheduler for the job's `Layout` (every role, when it starts)."""
 
 
 @message("ps.layout")
@@ -228,7 +234,7 @@ class ShardState:
 
 @message("ps.get_table_map")
 class GetTableMap:
-    pass
+    """Ask the scheduler which actor is the primary of each slice (a `TableMapUpdate`)."""
 
 
 @message("ps.table_map")
@@ -248,6 +254,8 @@ class TakeSnapshot:
 
 @message("ps.snapshot_taken")
 class SnapshotTaken:
+    """A shard wrote slice ``index`` of snapshot ``version`` (shard -> scheduler)."""
+
     index: int
     version: int
 

@@ -13,14 +13,18 @@ import numpy as np
 from actorml import Actor, handler, message
 
 
-@message("actorml.demo.ping")
+@message("demo.ping")
 class Ping:
+    """A round trip's request: a sequence number and an array payload."""
+
     seq: int
     payload: np.ndarray
 
 
-@message("actorml.demo.pong")
+@message("demo.pong")
 class Pong:
+    """A round trip's answer: the sequence number and the payload's sum."""
+
     seq: int
     checksum: float
 

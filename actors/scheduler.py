@@ -21,7 +21,7 @@ import numpy as np
 import trio
 
 from actorml import Actor, handler
-from actorml.control import NodeDown
+from actorml.messages import NodeDown
 from actorml.models import load_dataset
 from actorml.models.base import Model
 from actorml.models.data import Dataset, partition

@@ -23,7 +23,7 @@ import attrs
 import numpy as np
 
 from actorml import Actor, ActorGone, AskTimeout, Refused, handler
-from actorml.control import NodeDown
+from actorml.messages import NodeDown
 from actorml.models.base import init_tables
 from actorml.models.optim import Optimizer, init_state
 from actorml.protocols.contract import MinClock

@@ -30,7 +30,7 @@ import attrs
 import structlog
 
 from actorml import Actor, handler, message
-from actorml.control import NodeDown
+from actorml.messages import NodeDown
 from actorml.resume import resume_snapshot
 
 __all__ = [
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 
-@message("ps.may_read")
+@message("protocol.may_read")
 class MayRead:
     """May ``worker`` (at ``clock``) read and compute now? Answered when it may."""
 
@@ -56,7 +56,7 @@ class MayRead:
     clock: int
 
 
-@message("ps.read_ok")
+@message("protocol.read_ok")
 class ReadOk:
     """Go ahead. Cached rows must be stamped ``>= fresh_from`` (None: any row will do)."""
 
@@ -65,7 +65,7 @@ class ReadOk:
     epoch: int
 
 
-@message("ps.tick")
+@message("protocol.tick")
 class Tick:
     """``worker`` finished clock ``clock - 1``; all its pushes for it are acknowledged."""
 
@@ -74,7 +74,7 @@ class Tick:
     clock: int
 
 
-@message("ps.join")
+@message("protocol.join")
 class Join:
     """``worker`` enters the clock vector, wishing to start at ``clock`` (where it left
     off; 0 for a new worker). See :meth:`ConsistencyProtocol.join`."""
@@ -84,13 +84,15 @@ class Join:
     clock: int = 0
 
 
-@message("ps.joined")
+@message("protocol.joined")
 class Joined:
+    """The answer to `Join`: the clock the worker starts at, under membership ``epoch``."""
+
     clock: int
     epoch: int
 
 
-@message("ps.leave")
+@message("protocol.leave")
 class Leave:
     """``worker`` leaves the clock vector (finished, removed, or judged dead)."""
 
@@ -98,7 +100,7 @@ class Leave:
     reason: str = "finished"
 
 
-@message("ps.min_clock")
+@message("protocol.min_clock")
 class MinClock:
     """The slowest clock advanced to ``min_clock``: every update stamped below it is applied."""
 
@@ -106,13 +108,15 @@ class MinClock:
     epoch: int
 
 
-@message("ps.get_clocks")
+@message("protocol.get_clocks")
 class GetClocks:
-    pass
+    """Ask the protocol for its clock vector (answered with `Clocks`)."""
 
 
-@message("ps.clocks")
+@message("protocol.clocks")
 class Clocks:
+    """The protocol's clock vector, slowest clock, membership epoch and waiting readers."""
+
     clocks: dict[str, int]
     min_clock: int
     epoch: int

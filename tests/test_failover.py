@@ -7,8 +7,8 @@ from pathlib import Path
 
 import trio
 
-from actorml.control import NodeDown
 from actorml.local import open_local_cluster
+from actorml.messages import NodeDown
 from actorml.testing import MemoryNetwork
 from actorml.topology import Topology
 

@@ -9,7 +9,7 @@ import trio.testing
 
 from actorml import ActorRef
 from actorml.actor import run_actor
-from actorml.control import NodeDown
+from actorml.messages import NodeDown
 from actorml.node import Node
 from actorml.protocols.bsp import BSP
 from actorml.protocols.contract import Clocks, GetClocks, Join, Leave, MayRead, ReadOk, Tick
