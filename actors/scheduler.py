@@ -20,7 +20,7 @@ import attrs
 import numpy as np
 import trio
 
-from actorml import Actor, handler
+from actorml import Actor, ActorGone, handler
 from actorml.messages import NodeDown
 from actorml.models import load_dataset
 from actorml.models.base import Model
@@ -313,9 +313,9 @@ class Scheduler(Actor):
         every = int(self.job.get("eval_every_clocks", 0) or 0)
         if epoch > self._evaluated_epochs:
             self._evaluated_epochs = epoch
-            await self._evaluate(epoch)
+            await self._evaluate_unless_gone(epoch)
         elif every and slowest >= self._next_eval:
-            await self._evaluate(self._evaluated_epochs)
+            await self._evaluate_unless_gone(self._evaluated_epochs)
         if every:
             self._next_eval = (slowest // every + 1) * every
         period = int(self.job.get("snapshot_every_clocks", 0) or 0)
@@ -363,6 +363,18 @@ class Scheduler(Actor):
                 "unreported": len(applied - acked),
             }
         return full, audit
+
+    async def _evaluate_unless_gone(self, epoch: int) -> None:
+        """Evaluate now, or skip it when a shard's node just died.
+
+        The death reaches this actor as ``NodeDown`` and fails the slice over; crashing
+        here instead would drop that queued ``NodeDown`` with the mailbox, and the
+        restarted scheduler would never fail the slice over.
+        """
+        try:
+            await self._evaluate(epoch)
+        except ActorGone as exc:  # NodeUnreachable too
+            self.ctx.log.warning("evaluation_skipped", epoch=epoch, error=str(exc))
 
     async def _evaluate(self, epoch: int) -> dict[str, float]:
         assert self._model is not None and self._dataset is not None

@@ -13,7 +13,7 @@ from actorml.testing import MemoryNetwork
 from actorml.topology import Topology
 
 
-def job(run_dir: Path) -> Topology:
+def job(run_dir: Path, eval_every_clocks: int = 0) -> Topology:
     return Topology.from_dict(
         {
             "cluster": {"name": "failover", "ask_timeout_s": 30.0},
@@ -25,6 +25,7 @@ def job(run_dir: Path) -> Topology:
                 "jitter_s": 0.005,
                 "replication": 2,
                 "progress": False,
+                "eval_every_clocks": eval_every_clocks,
             },
             "data": {"source": "sklearn:breast_cancer"},
             "model": {"kind": "logreg"},
@@ -68,3 +69,48 @@ async def test_backup_takes_over_and_nothing_is_lost(tmp_path: Path) -> None:
     assert result["test_accuracy"] > 0.9
     for audit in result["audit"].values():
         assert audit["lost"] == 0 and audit["doubled"] == 0 and audit["unreported"] == 0
+
+
+async def _metric_lines(run_dir: Path, at_least: int) -> None:
+    with trio.fail_after(60):
+        while (
+            not (run_dir / "metrics.jsonl").exists()
+            or len((run_dir / "metrics.jsonl").read_text().splitlines()) < at_least
+        ):
+            await trio.sleep(0.05)
+
+
+async def test_an_evaluation_that_meets_the_dead_shard_is_skipped(tmp_path: Path) -> None:
+    """The scheduler evaluating while it already knows shard-0's node is down skips the
+    evaluation instead of crashing, so it is still there to fail the slice over."""
+    network = MemoryNetwork(seed=5, capacity=64)
+    async with (
+        network.running(),
+        open_local_cluster(
+            job(tmp_path, eval_every_clocks=1),
+            lambda _name, address: network.transport(address),
+            run_dir=tmp_path,
+        ) as cluster,
+    ):
+        await _metric_lines(tmp_path, 40)
+        # Only the scheduler's node hears of the death yet: its next evaluations ask
+        # shard-0 for its tables and get NodeUnreachable at once.
+        cluster.nodes["scheduler"].mark_down("shard-0")
+        lines = len((tmp_path / "metrics.jsonl").read_text().splitlines())
+        await _metric_lines(tmp_path, lines + 16)
+        assert cluster.supervisors["scheduler"].restarts["scheduler"] == 0
+        await cluster.supervisors["shard-0"].shutdown()
+        network.partition(
+            ["mem://shard-0"], [f"mem://{n}" for n in cluster.nodes if n != "shard-0"]
+        )
+        down = NodeDown("shard-0", 1, "cut off by the test")
+        for name, node in cluster.nodes.items():
+            if name != "shard-0":
+                node.mark_down("shard-0")
+                for ref in node.local_handlers(NodeDown):
+                    await node.tell(ref, down)
+        with trio.fail_after(120):
+            result = await cluster.wait()
+        assert cluster.actors["scheduler"].primaries == ["replica-0", "shard-1"]  # type: ignore[attr-defined]
+    for audit in result["audit"].values():
+        assert audit["lost"] == 0 and audit["doubled"] == 0
