@@ -126,6 +126,13 @@ class Actor:
     async def stopping(self) -> None:
         """Called on a normal or graceful stop (not on a crash)."""
 
+    def closed(self) -> None:
+        """Called once the actor has ended, however it ended (a normal stop, a crash or a
+        cancellation): release what it holds outside Python's memory (files, sockets).
+
+        Synchronous, so it runs even in a cancelled scope; it must not raise.
+        """
+
     async def run(self) -> None:
         """Optional main loop beside the handlers; the actor stops when it returns."""
         await trio.sleep_forever()
@@ -274,6 +281,10 @@ async def run_actor(
     finally:
         node.unregister(ref)
         send.close()
+        try:
+            actor.closed()
+        except Exception as exc:  # never hide the crash that brought us here
+            log.error("actor_close_failed", error=f"{type(exc).__name__}: {exc}")
         # Fail what is still queued so askers need not wait for their deadline.
         with trio.CancelScope(shield=True), trio.move_on_after(1.0):
             while True:

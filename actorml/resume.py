@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import NoSnapshot
 
-__all__ = ["latest_snapshot", "mark_resume", "resume_snapshot"]
+__all__ = ["latest_snapshot", "mark_resume", "resume_snapshot", "snapshot_directory"]
 
 
 def latest_snapshot(run_dir: Path) -> Path:
@@ -45,3 +45,14 @@ def resume_snapshot(run_dir: Path | None) -> Path | None:
     if not marker.exists():
         return None
     return Path(json.loads(marker.read_text())["snapshot"])
+
+
+def snapshot_directory(run_dir: Path, clock: int) -> Path:
+    """Where the snapshot taken at ``clock`` goes: ``RUN_DIR/snapshots/clock-N``.
+
+    Every role derives it from its own run directory and the clock, so no message
+    ever names a path a node would write to.
+    """
+    if isinstance(clock, bool) or not isinstance(clock, int) or clock < 0:
+        raise ValueError(f"expected a clock >= 0, got {clock!r}")
+    return Path(run_dir) / "snapshots" / f"clock-{clock:08d}"

@@ -171,8 +171,6 @@ class Layout:
     shards: list[str]
     seed: int
     batch_size: int
-    snapshot: str = ""
-    """A snapshot directory to start from (``actorml up --resume``), or empty."""
 
 
 @message("ps.shard_hello")
@@ -247,9 +245,13 @@ class TableMapUpdate:
 
 @message("ps.take_snapshot")
 class TakeSnapshot:
-    """Write this slice's whole state under ``directory`` (atomically)."""
+    """Write this slice's whole state into the snapshot of ``clock`` (atomically).
 
-    directory: str
+    The directory comes from the shard's own run directory
+    (`actorml.resume.snapshot_directory`), never from the message.
+    """
+
+    clock: int
 
 
 @message("ps.snapshot_taken")

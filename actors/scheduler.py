@@ -26,7 +26,7 @@ from actorml.models import load_dataset
 from actorml.models.base import Model
 from actorml.models.data import Dataset, partition
 from actorml.protocols.contract import Clocks, GetClocks
-from actorml.resume import resume_snapshot
+from actorml.resume import resume_snapshot, snapshot_directory
 
 from .config import build_model
 from .messages import (
@@ -119,7 +119,6 @@ class Scheduler(Actor):
             self._restore(self._state_file)
         elif (snapshot := resume_snapshot(self.run_dir)) is not None:
             self._restore(snapshot / "scheduler.json")
-            self.layout = attrs.evolve(self.layout, snapshot=str(snapshot))
             self._save()
             self.ctx.log.warning("job_resumed", snapshot=str(snapshot), clocks=self.clocks)
         period = int(self.job.get("snapshot_every_clocks", 0) or 0)
@@ -137,7 +136,7 @@ class Scheduler(Actor):
             await self._finish()
         await trio.sleep_forever()
 
-    async def stopping(self) -> None:
+    def closed(self) -> None:
         if self._metrics is not None:
             self._metrics.close()
 
@@ -164,10 +163,10 @@ class Scheduler(Actor):
         shards (workers keep running while it is taken): a resumed SSP job is within
         its staleness bound of the moment the snapshot began.
         """
-        directory = self.run_dir / "snapshots" / f"clock-{clock:08d}"
+        directory = snapshot_directory(self.run_dir, clock)
         directory.mkdir(parents=True, exist_ok=True)
         for primary in self.primaries:
-            await self.ctx.ask(primary, TakeSnapshot(str(directory)))
+            await self.ctx.ask(primary, TakeSnapshot(clock))
         clocks: Clocks = await self.ctx.ask(self.protocol, GetClocks())
         _write_json(directory / "protocol.json", {"clocks": clocks.clocks, "epoch": clocks.epoch})
         _write_json(directory / "scheduler.json", self._state())

@@ -1,7 +1,8 @@
 """A shard server: holds one slice of the parameter tables and applies pushes.
 
 Each push carries (worker, incarnation, seq); a shard applies a given push once, and
-acknowledges a retried one without applying it again. Updates go through the job's
+acknowledges a retried one without applying it again. A push whose gradients hold NaN
+or inf is refused, unapplied, and counted. Updates go through the job's
 server-side optimiser with per-row state (SGD, AdaGrad, RMSProp, Adam). Every answer
 carries ``applied`` (per worker, the highest clock applied here) and ``version`` (pushes
 applied so far), which is what the consistency checks and worker caches rely on.
@@ -27,6 +28,7 @@ from actorml.messages import NodeDown
 from actorml.models.base import init_tables
 from actorml.models.optim import Optimizer, init_state
 from actorml.protocols.contract import MinClock
+from actorml.resume import resume_snapshot, snapshot_directory
 
 from .config import build_model, build_optimizer, build_table_map
 from .messages import (
@@ -85,6 +87,8 @@ class Shard(Actor):
     version: int = attrs.field(init=False, default=0)
     pushes_applied: int = attrs.field(init=False, default=0)
     pushes_duplicate: int = attrs.field(init=False, default=0)
+    pushes_refused: int = attrs.field(init=False, default=0)
+    """Pushes refused unapplied: a gradient held NaN or inf."""
     applied_ids: dict[str, list[int]] = attrs.field(init=False, factory=dict)
     """Per ``worker#incarnation``, the seqs applied: the audit that nothing was lost or doubled."""
     _last_seq: dict[tuple[str, int], int] = attrs.field(init=False, factory=dict)
@@ -105,8 +109,9 @@ class Shard(Actor):
                 steps=np.zeros(owned.size, dtype=np.int64),
                 owned=owned,
             )
-        if layout.snapshot and not self.ctx.restarted:
-            self._install(_read_snapshot(Path(layout.snapshot) / f"slice-{self.index}.npz"))
+        snapshot = resume_snapshot(self.ctx.node.run_dir)
+        if snapshot is not None and not self.ctx.restarted:
+            self._install(_read_snapshot(snapshot / f"slice-{self.index}.npz"))
         role: ShardRole = await self.ctx.ask(
             self.scheduler, ShardHello(self.ctx.ref.name, self.index)
         )
@@ -149,6 +154,13 @@ class Shard(Actor):
         if msg.seq <= self._last_seq.get(key, -1):
             self.pushes_duplicate += 1
             return True
+        if not all(np.isfinite(grad).all() for grad in msg.grads):
+            # One NaN or inf would spread through the optimiser state to every reader.
+            self.pushes_refused += 1
+            self.ctx.log.warning(
+                "push_refused", worker=msg.worker, seq=msg.seq, reason="non-finite gradient"
+            )
+            raise Refused(f"push {msg.seq} from {msg.worker} holds a non-finite gradient")
         for name, ids, grad in zip(msg.tables, msg.rows, msg.grads, strict=True):
             part = self.slices[name]
             if ids is None:
@@ -205,8 +217,12 @@ class Shard(Actor):
 
     @handler
     async def take_snapshot(self, msg: TakeSnapshot) -> SnapshotTaken:
-        """Write this slice's state to ``slice-K.npz`` in ``msg.directory`` atomically."""
-        _write_snapshot(Path(msg.directory) / f"slice-{self.index}.npz", self._state())
+        """Write this slice's state to ``slice-K.npz`` in the snapshot of ``msg.clock``."""
+        run_dir = self.ctx.node.run_dir
+        if run_dir is None:
+            raise Refused(f"{self.ctx.ref.name} has no run directory to write a snapshot into")
+        directory = snapshot_directory(run_dir, msg.clock)
+        _write_snapshot(directory / f"slice-{self.index}.npz", self._state())
         return SnapshotTaken(self.index, self.version)
 
     @handler

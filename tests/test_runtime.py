@@ -76,7 +76,11 @@ class Recorder(Actor):
 
     seen: list[Any] = attrs.field(factory=list)
     gate: trio.Event | None = None
+    closed_calls: int = 0
     _changed: trio.Event = attrs.field(factory=trio.Event)
+
+    def closed(self) -> None:
+        self.closed_calls += 1
 
     async def wait_for(self, count: int) -> None:
         while len(self.seen) < count:
@@ -260,6 +264,32 @@ class TestAsk:
             assert info.value.error_type == "ValueError"
             await crashed.wait()
         assert b.current("fragile") is None
+
+    async def test_closed_runs_however_the_actor_ends(self, cluster: Cluster, clock: Clock) -> None:
+        """closed() runs once after a crash and once after a cancellation (stopping does not)."""
+        a, b = await cluster.node("a"), await cluster.node("b")
+        made: list[Recorder] = []
+
+        def factory() -> Recorder:
+            made.append(Recorder())
+            return made[-1]
+
+        async def crash_once(*, task_status: trio.TaskStatus[ActorRef]) -> None:
+            with pytest.RaisesGroup(ValueError, allow_unwrapped=True, flatten_subgroups=True):
+                await run_actor(b, "fragile", factory, 4, task_status=task_status)
+
+        with trio.fail_after(DEADLINE):
+            ref = await cluster.nursery.start(crash_once)
+            with pytest.raises(RemoteError):
+                await a.ask(ref, Boom("bad input"))
+            while b.current("fragile") is not None:
+                await trio.sleep(0.01)
+            assert made[0].closed_calls == 1
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(run_actor, b, "doomed", factory, 4)
+                    scope.cancel()
+            assert made[1].closed_calls == 1
 
     async def test_unknown_actor(self, cluster: Cluster, clock: Clock) -> None:
         """An ask to an actor its node does not run fails with ActorGone, not a timeout."""
