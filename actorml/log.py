@@ -68,8 +68,8 @@ class _Sink:
 
 def _tell_stderr(text: str) -> None:
     try:
-        sys.__stderr__.write(text)  # type: ignore[union-attr]
-        sys.__stderr__.flush()  # type: ignore[union-attr]
+        sys.stderr.write(text)
+        sys.stderr.flush()
     except (OSError, AttributeError, ValueError):
         pass
 
