@@ -105,6 +105,8 @@ REASONS = (
     "over_budget",
     "bad_frame",
 )
+# Headers up to this size are decoded without charging lists and maps one by one.
+_UNCOUNTED_HEADER = BUDGET_FLOOR // 128
 # What a charged object costs, as sys.getsizeof reports it (64-bit CPython).
 _LIST_COST, _ITEM_COST, _OBJECT_COST, _ARRAY_COST = 56, 8, 64, 128
 
@@ -268,13 +270,16 @@ class _Reader:
     built and stop the parse (by raising) once the budget is spent.
     """
 
-    __slots__ = ("arrays", "budget", "depth", "left")
+    __slots__ = ("arrays", "budget", "counting", "depth", "left")
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, counting: bool) -> None:
         self.arrays: list[np.ndarray] = []
         self.budget = budget
         self.left = budget
         self.depth = 0
+        # Whether lists and maps are charged as they are built (nested messages and
+        # arrays always are).
+        self.counting = counting
 
     def charge(self, cost: int) -> None:
         self.left -= cost
@@ -293,11 +298,19 @@ class _Reader:
         return value
 
     def unpack(self, data: Any, ext_hook: Any, *, strict_map_key: bool = False) -> Any:
+        if not self.counting:
+            return msgpack.unpackb(
+                data,
+                use_list=True,
+                raw=False,
+                # Not strict about map keys in fields: dict[int, ...] fields are legitimate.
+                strict_map_key=strict_map_key,
+                ext_hook=ext_hook,
+            )
         return msgpack.unpackb(
             data,
             use_list=True,
             raw=False,
-            # Not strict about map keys in fields: dict[int, ...] fields are legitimate.
             strict_map_key=strict_map_key,
             list_hook=self.on_list,
             object_hook=self.on_map,
@@ -364,7 +377,13 @@ def _decode(buffer: Any, max_size: int | None) -> Envelope:
         raise CodecError("bad_magic", f"frame starts with {bytes(magic)!r}, not {MAGIC!r}")
     if 8 + header_size > size:
         raise CodecError("truncated", f"header of {header_size} bytes overruns a {size}-byte frame")
-    reader = _Reader(min(BUDGET_PER_BYTE * size + BUDGET_FLOOR, BUDGET_CAP))
+    # However it is spent, a small header cannot reach the floor of the budget (msgpack
+    # makes at most ~80 bytes of objects per byte): skip the hooks, which cost as much
+    # as the rest of decoding an ordinary small frame.
+    reader = _Reader(
+        min(BUDGET_PER_BYTE * size + BUDGET_FLOOR, BUDGET_CAP),
+        counting=header_size > _UNCOUNTED_HEADER,
+    )
     try:
         header = reader.unpack(view[8 : 8 + header_size], _no_ext, strict_map_key=True)
     except CodecError as exc:
