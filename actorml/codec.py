@@ -11,6 +11,22 @@ header, each aligned to 16 bytes, and decode as ``np.frombuffer`` views of the
 received buffer: no copy. A frame that is truncated, oversized, names an unknown
 tag, or whose fields do not match the message class's annotations raises
 :class:`CodecError`; nothing on the wire can make the receiver import or call code.
+
+Decoding is meant for frames from anyone, so its cost is bounded by the frame, never
+by what the frame claims:
+
+- :func:`decode` raises nothing but :class:`CodecError`, whatever the bytes.
+- Messages (and addresses) nest at most :data:`MAX_NESTING` deep, checked before the
+  inner one is unpacked; containers nest at most 1023 deep inside one field block
+  (msgpack's own parser, which is iterative, refuses deeper).
+- Every list, map, nested message, address and array the frame makes is charged
+  against a budget of :data:`BUDGET_PER_BYTE` bytes of Python objects per byte of
+  frame (plus :data:`BUDGET_FLOOR`, at most :data:`BUDGET_CAP`), and decoding stops
+  (``over_budget``) as soon as it is spent. Scalars are not charged one by one
+  (msgpack builds them in C without a hook), so a frame of short strings can cost
+  more than the budget: over the worst constructions we know (``tests/test_codec.py``)
+  the peak allocation of :func:`decode` stays under :data:`PEAK_PER_BYTE` (40) times
+  the frame plus 256 KiB (measured: ~32 times), and its time is linear in the frame.
 """
 
 from __future__ import annotations
@@ -18,6 +34,7 @@ from __future__ import annotations
 import enum
 import re
 import struct
+import sys
 from typing import Any
 
 import attrs
@@ -27,7 +44,22 @@ import numpy as np
 from .errors import CodecError
 from .messages import ActorRef, field_schema, is_message, message_class, message_tag
 
-__all__ = ["ASK", "FAIL", "REPLY", "TELL", "Envelope", "Frame", "decode", "encode"]
+__all__ = [
+    "ASK",
+    "BUDGET_CAP",
+    "BUDGET_FLOOR",
+    "BUDGET_PER_BYTE",
+    "FAIL",
+    "MAX_NESTING",
+    "PEAK_PER_BYTE",
+    "REASONS",
+    "REPLY",
+    "TELL",
+    "Envelope",
+    "Frame",
+    "decode",
+    "encode",
+]
 
 TELL, ASK, REPLY, FAIL = 0, 1, 2, 3
 _KINDS = frozenset((TELL, ASK, REPLY, FAIL))
@@ -42,6 +74,41 @@ _DTYPE_STR = re.compile(r"[<>|=][biufc][0-9]{1,2}")
 
 _EXT_ARRAY, _EXT_MESSAGE, _EXT_REF = 1, 2, 3
 _U32 = struct.Struct("<I")
+
+#: How deep messages and addresses may nest inside one another. Each level is one
+#: more msgpack parser on the C stack (~33 KB): 200 levels crashed the process.
+MAX_NESTING = 16
+#: Bytes of Python objects (lists, maps, messages, addresses, arrays) a frame may
+#: make per byte of frame. An honest frame makes at most ~9 (a list of small ints:
+#: 8 bytes a pointer for a 1-byte int); an empty-list bomb made ~75.
+BUDGET_PER_BYTE = 16
+#: What any frame may spend, however small.
+BUDGET_FLOOR = 64 * 1024
+#: What any frame may spend, however large: bulk data travels as arrays, which cost
+#: nothing here. It also bounds the time one frame can take (~0.5 s of an empty-list
+#: bomb on a 2020 laptop core), so a node never misses a heartbeat over one frame.
+BUDGET_CAP = 32 * 1024 * 1024
+#: The documented (and tested) bound on decode's peak allocation per byte of frame,
+#: scalars included.
+PEAK_PER_BYTE = 40
+
+#: Every reason decode gives for refusing a frame (``CodecError.reason``).
+REASONS = (
+    "oversized",
+    "truncated",
+    "bad_magic",
+    "bad_header",
+    "unknown_tag",
+    "bad_field",
+    "bad_array",
+    "too_deep",
+    "over_budget",
+    "bad_frame",
+)
+# Headers up to this size are decoded without charging lists and maps one by one.
+_UNCOUNTED_HEADER = BUDGET_FLOOR // 128
+# What a charged object costs, as sys.getsizeof reports it (64-bit CPython).
+_LIST_COST, _ITEM_COST, _OBJECT_COST, _ARRAY_COST = 56, 8, 64, 128
 
 
 @attrs.frozen
@@ -159,13 +226,19 @@ def encode(envelope: Envelope) -> Frame:
     return Frame(header, arrays, offsets, size)
 
 
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, and True passed for a shape or an incarnation once
+    # reached numpy, which raised TypeError out of the node's serve loop.
+    return type(value) is int
+
+
 def _as_ref(value: Any, what: str) -> ActorRef:
     if (
         not isinstance(value, list | tuple)
         or len(value) != 3
         or not isinstance(value[0], str)
         or not isinstance(value[1], str)
-        or not isinstance(value[2], int)
+        or not _is_int(value[2])
     ):
         raise CodecError("bad_header", f"{what} is not a (node, name, incarnation) address")
     return ActorRef(value[0], value[1], value[2])
@@ -174,7 +247,7 @@ def _as_ref(value: Any, what: str) -> ActorRef:
 def _build(tag: str, values: Any) -> Any:
     cls = message_class(tag)
     if cls is None:
-        raise CodecError("unknown_tag", f"no message registered under tag {tag!r}")
+        raise CodecError("unknown_tag", f"no message registered under tag {tag!r:.80}")
     schema = field_schema(cls)
     if not isinstance(values, list | tuple) or len(values) != len(schema):
         raise CodecError("bad_field", f"{tag} expects {len(schema)} fields")
@@ -190,13 +263,109 @@ def _build(tag: str, values: Any) -> Any:
         raise CodecError("bad_field", f"{tag}: {exc}") from None
 
 
+class _Reader:
+    """One frame's decoding: its arrays, the budget it has left, how deep it is.
+
+    Its hooks run inside msgpack's parser: they charge each container as it is
+    built and stop the parse (by raising) once the budget is spent.
+    """
+
+    __slots__ = ("arrays", "budget", "counting", "depth", "left")
+
+    def __init__(self, budget: int, counting: bool) -> None:
+        self.arrays: list[np.ndarray] = []
+        self.budget = budget
+        self.left = budget
+        self.depth = 0
+        # Whether lists and maps are charged as they are built (nested messages and
+        # arrays always are).
+        self.counting = counting
+
+    def charge(self, cost: int) -> None:
+        self.left -= cost
+        if self.left < 0:
+            raise CodecError("over_budget", f"frame makes more than {self.budget} bytes of objects")
+
+    def on_list(self, value: list[Any]) -> list[Any]:
+        # Runs once per list of the frame: kept to one line of arithmetic.
+        self.left -= _LIST_COST + _ITEM_COST * len(value)
+        if self.left < 0:
+            self.charge(0)
+        return value
+
+    def on_map(self, value: dict[Any, Any]) -> dict[Any, Any]:
+        self.charge(sys.getsizeof(value))
+        return value
+
+    def unpack(self, data: Any, ext_hook: Any, *, strict_map_key: bool = False) -> Any:
+        if not self.counting:
+            return msgpack.unpackb(
+                data,
+                use_list=True,
+                raw=False,
+                # Not strict about map keys in fields: dict[int, ...] fields are legitimate.
+                strict_map_key=strict_map_key,
+                ext_hook=ext_hook,
+            )
+        return msgpack.unpackb(
+            data,
+            use_list=True,
+            raw=False,
+            strict_map_key=strict_map_key,
+            list_hook=self.on_list,
+            object_hook=self.on_map,
+            ext_hook=ext_hook,
+        )
+
+    def on_ext(self, code: int, data: bytes) -> Any:
+        if code == _EXT_ARRAY and len(data) == 4:
+            (index,) = _U32.unpack(data)
+            if index < len(self.arrays):
+                return self.arrays[index]
+            raise CodecError("bad_array", f"field refers to array {index} of {len(self.arrays)}")
+        if code not in (_EXT_REF, _EXT_MESSAGE):
+            raise CodecError("bad_field", f"unknown extension type {code}")
+        # Checked before unpacking the inner value: each level is another parser on
+        # the C stack.
+        if self.depth >= MAX_NESTING:
+            raise CodecError("too_deep", f"messages nest deeper than {MAX_NESTING}")
+        self.charge(_OBJECT_COST)
+        self.depth += 1
+        try:
+            if code == _EXT_REF:
+                return _as_ref(self.unpack(data, _no_ext), "address")
+            inner = self.unpack(data, self.on_ext)
+        finally:
+            self.depth -= 1
+        if not isinstance(inner, list) or len(inner) != 2 or not isinstance(inner[0], str):
+            raise CodecError("bad_field", "nested message is not (tag, fields)")
+        return _build(inner[0], inner[1])
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise CodecError("bad_field", f"extension type {code} inside an address")
+
+
 def decode(buffer: Any, *, max_size: int | None = None) -> Envelope:
     """Decode one frame; numpy arrays are views of ``buffer`` (keep it alive).
 
+    Time and memory are linear in the frame (see the module docstring for the bounds).
+
     Raises:
         CodecError: for any frame that is not exactly what :func:`encode` makes for a
-            registered message class.
+            registered message class, and for nothing else: ``reason`` is one of
+            :data:`REASONS`.
     """
+    try:
+        return _decode(buffer, max_size)
+    except CodecError:
+        raise
+    except Exception as exc:
+        # The last line: every cause we know of is refused above with its own reason.
+        raise CodecError("bad_frame", f"{type(exc).__name__}: {exc}") from None
+
+
+def _decode(buffer: Any, max_size: int | None) -> Envelope:
     view = memoryview(buffer).cast("B")
     size = len(view)
     if max_size is not None and size > max_size:
@@ -208,51 +377,40 @@ def decode(buffer: Any, *, max_size: int | None = None) -> Envelope:
         raise CodecError("bad_magic", f"frame starts with {bytes(magic)!r}, not {MAGIC!r}")
     if 8 + header_size > size:
         raise CodecError("truncated", f"header of {header_size} bytes overruns a {size}-byte frame")
+    # However it is spent, a small header cannot reach the floor of the budget (msgpack
+    # makes at most ~80 bytes of objects per byte): skip the hooks, which cost as much
+    # as the rest of decoding an ordinary small frame.
+    reader = _Reader(
+        min(BUDGET_PER_BYTE * size + BUDGET_FLOOR, BUDGET_CAP),
+        counting=header_size > _UNCOUNTED_HEADER,
+    )
     try:
-        header = msgpack.unpackb(view[8 : 8 + header_size], use_list=True, raw=False)
-    except Exception as exc:  # msgpack raises several unrelated types
+        header = reader.unpack(view[8 : 8 + header_size], _no_ext, strict_map_key=True)
+    except CodecError as exc:
+        if exc.reason == "over_budget":
+            raise
         raise CodecError("bad_header", f"header is not msgpack ({exc})") from None
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CodecError("bad_header", f"header is not msgpack ({exc!r})") from None
     if not isinstance(header, list) or len(header) != 7:
         raise CodecError("bad_header", "header is not a 7-item list")
     kind, tag, sender, receiver, cid, descs, packed_fields = header
-    if (
-        not isinstance(kind, int)
-        or kind not in _KINDS
-        or not isinstance(tag, str)
-        or not isinstance(cid, int)
-    ):
+    if not _is_int(kind) or kind not in _KINDS or not isinstance(tag, str) or not _is_int(cid):
         raise CodecError("bad_header", "bad kind, tag or correlation id")
     if not isinstance(descs, list) or not isinstance(packed_fields, bytes):
         raise CodecError("bad_header", "bad array table or field block")
     start = _align(8 + header_size)
-    arrays = [_array(buffer, d, start, size) for d in descs]
-
-    def ext_hook(code: int, data: bytes) -> Any:
-        if code == _EXT_ARRAY and len(data) == 4:
-            (index,) = _U32.unpack(data)
-            if index < len(arrays):
-                return arrays[index]
-            raise CodecError("bad_array", f"field refers to array {index} of {len(arrays)}")
-        if code == _EXT_REF:
-            return _as_ref(msgpack.unpackb(data), "address")
-        if code == _EXT_MESSAGE:
-            inner = msgpack.unpackb(data, ext_hook=ext_hook, raw=False, strict_map_key=False)
-            if not isinstance(inner, list) or len(inner) != 2 or not isinstance(inner[0], str):
-                raise CodecError("bad_field", "nested message is not (tag, fields)")
-            return _build(inner[0], inner[1])
-        raise CodecError("bad_field", f"unknown extension type {code}")
-
+    for desc in descs:
+        reader.charge(_ARRAY_COST)
+        reader.arrays.append(_array(buffer, desc, start, size))
     try:
-        # Not strict about map keys: dict[int, ...] fields are legitimate.
-        fields = msgpack.unpackb(packed_fields, ext_hook=ext_hook, raw=False, strict_map_key=False)
+        fields = reader.unpack(packed_fields, reader.on_ext)
     except CodecError:
         raise
+    except msgpack.StackError:
+        raise CodecError("too_deep", "containers nest deeper than 1023") from None
     except Exception as exc:
-        raise CodecError("bad_field", f"field block is not msgpack ({exc})") from None
-    finally:
-        # ext_hook refers to itself (for nested messages): break that cycle, or the
-        # frame's buffer (a whole nng message) would live until the garbage collector runs.
-        ext_hook = None  # type: ignore[assignment]
+        raise CodecError("bad_field", f"field block is not msgpack ({exc!r})") from None
     if kind == FAIL:
         if (
             not isinstance(fields, list)
@@ -285,16 +443,16 @@ def _array(buffer: Any, desc: Any, start: int, size: int) -> np.ndarray:
         except TypeError:
             dtype = None
     if dtype is None or dtype.kind not in _ARRAY_KINDS or dtype.hasobject:
-        raise CodecError("bad_array", f"dtype {dtype_str!r} is not a plain numeric dtype")
+        raise CodecError("bad_array", f"dtype {dtype_str!r:.40} is not a plain numeric dtype")
     if (
         not isinstance(shape, list)
         or len(shape) > _MAX_DIMS
-        or not all(isinstance(n, int) and n >= 0 for n in shape)
-        or not isinstance(offset, int)
+        or not all(_is_int(n) and n >= 0 for n in shape)
+        or not _is_int(offset)
         or offset < 0
         or offset % _ALIGN
     ):
-        raise CodecError("bad_array", f"bad shape {shape!r} or offset {offset!r}")
+        raise CodecError("bad_array", f"bad shape {shape!r:.200} or offset {offset!r:.40}")
     count = 1
     for n in shape:
         count *= n

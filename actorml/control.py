@@ -70,7 +70,7 @@ class NodeControl(Actor):
 
     @handler
     async def stats(self, msg: GetStats) -> Stats:
-        counters = attrs.asdict(self.node.stats)
+        counters = self.node.stats.counters()
         return Stats(self.node.name, self.node.incarnation, counters, self.restarts())
 
 

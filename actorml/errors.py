@@ -65,7 +65,7 @@ class CodecError(ValueError):
     Attributes:
         reason: a short machine-readable cause (``truncated``, ``oversized``,
             ``bad_magic``, ``bad_header``, ``unknown_tag``, ``bad_field``, ``bad_array``,
-            ``unencodable``).
+            ``too_deep``, ``over_budget``, ``bad_frame``, ``unencodable``).
     """
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -27,24 +27,51 @@ LEVELS = {
 
 
 class _Sink:
-    """The last processor: writes each event to the file and, if loud enough, the console."""
+    """The last processor: writes each event to the file and, if loud enough, the console.
+
+    Logging never kills the process it reports on: an ``OSError`` (a full disk, EIO, a
+    closed pipe) while writing or flushing drops that line, counts it in ``dropped``,
+    says so once on stderr (if stderr still works), and the next line tries again.
+    """
 
     def __init__(self, file: IO[str] | None, console: IO[str] | None, console_level: int) -> None:
         self.file = file
         self.console = console
         self.console_level = console_level
         self.pretty = structlog.dev.ConsoleRenderer(colors=False, sort_keys=False)
+        self.dropped = 0
+        self._failing: set[str] = set()
 
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
         if self.file is not None:
-            self.file.write(json.dumps(event, default=str) + "\n")
-            self.file.flush()
+            self._write("file", self.file, json.dumps(event, default=str) + "\n")
         level = LEVELS.get(event.get("level", "info"), logging.INFO)
         if self.console is not None and level >= self.console_level:
             shown = {k: v for k, v in event.items() if k != "timestamp"}
-            self.console.write(self.pretty(logger, method, shown) + "\n")
-            self.console.flush()
+            self._write("console", self.console, self.pretty(logger, method, shown) + "\n")
         raise structlog.DropEvent
+
+    def _write(self, where: str, stream: IO[str], line: str) -> None:
+        try:
+            stream.write(line)
+            stream.flush()
+        except OSError as exc:
+            self.dropped += 1
+            if where not in self._failing:
+                self._failing.add(where)
+                _tell_stderr(f"actorml: log lines to the {where} are being dropped ({exc})\n")
+            return
+        if where in self._failing:
+            self._failing.discard(where)
+            _tell_stderr(f"actorml: log lines to the {where} are written again\n")
+
+
+def _tell_stderr(text: str) -> None:
+    try:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    except (OSError, AttributeError, ValueError):
+        pass
 
 
 _open_file: IO[str] | None = None

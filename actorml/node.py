@@ -30,6 +30,7 @@ from .errors import (
     UnknownNode,
 )
 from .messages import Ack, ActorRef, JobComplete
+from .throttle import Throttle
 from .transport import Outbox, Transport
 
 __all__ = [
@@ -47,7 +48,11 @@ _INCARNATION_STRIDE = 1 << 20
 
 @attrs.define
 class NodeStats:
-    """Counters a user can read to see what the node dropped and why."""
+    """Counters a user can read to see what the node dropped and why.
+
+    ``rejected_frames`` counts every frame the codec refused; ``rejected`` splits that
+    count by :class:`CodecError` reason.
+    """
 
     received: int = 0
     sent: int = 0
@@ -57,6 +62,18 @@ class NodeStats:
     dropped_unreachable: int = 0
     dropped_late_reply: int = 0
     unhandled: int = 0
+    rejected: dict[str, int] = attrs.field(factory=dict)
+
+    def reject(self, reason: str) -> None:
+        """Count one frame refused for ``reason``."""
+        self.rejected_frames += 1
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def counters(self) -> dict[str, int]:
+        """Every counter by name, flat (a reason's count as ``rejected_REASON``)."""
+        flat = {k: v for k, v in attrs.asdict(self).items() if k != "rejected"}
+        flat.update({f"rejected_{reason}": n for reason, n in sorted(self.rejected.items())})
+        return flat
 
 
 @attrs.define(eq=False)
@@ -83,6 +100,9 @@ class Node:
             past it the message is dropped and counted, never left hanging.
         force_codec: encode and decode even local messages (tests use this).
         run_dir: where this run's files go (logs, metrics, results), if anywhere.
+        reject_log_interval_s: at most one ``frame_rejected`` line per reason per this
+            many seconds; each line's ``suppressed`` says how many were not logged.
+            ``stats`` counts every one.
     """
 
     name: str
@@ -96,6 +116,7 @@ class Node:
     max_frame_size: int | None = None
     force_codec: bool = False
     run_dir: Path | None = None
+    reject_log_interval_s: float = 5.0
     stats: NodeStats = attrs.field(factory=NodeStats)
     log: Any = attrs.field(factory=lambda: structlog.get_logger())
     _cells: dict[str, tuple[ActorRef, trio.MemorySendChannel[Envelope]]] = attrs.field(
@@ -108,9 +129,11 @@ class Node:
     _cids: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _counters: dict[str, int] = attrs.field(factory=dict, init=False)
     _host_ref: ActorRef = attrs.field(init=False)
+    _rejections: Throttle = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._host_ref = ActorRef(self.name, "_host", self.incarnation)
+        self._rejections = Throttle(self.reject_log_interval_s, trio.current_time)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -133,8 +156,7 @@ class Node:
                 try:
                     env = decode(buffer, max_size=self.max_frame_size)
                 except CodecError as exc:
-                    self.stats.rejected_frames += 1
-                    self.log.warning("frame_rejected", reason=exc.reason, detail=exc.detail)
+                    self._rejected(exc)
                     continue
                 await self.route(env)
         finally:
@@ -142,6 +164,15 @@ class Node:
             self.close_outboxes()
             if self.address.startswith("ipc://"):
                 _unlink(self.address[len("ipc://") :])
+
+    def _rejected(self, exc: CodecError) -> None:
+        self.stats.reject(exc.reason)
+        # A flood of bad frames must not become a flood of log lines (a full disk).
+        held = self._rejections.admit(exc.reason)
+        if held is not None:
+            self.log.warning(
+                "frame_rejected", reason=exc.reason, detail=exc.detail[:200], suppressed=held
+            )
 
     def close_outboxes(self) -> None:
         """Close every connection to a peer."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import enum
 import struct
+import subprocess
+import sys
+import tracemalloc
 from typing import Any, Optional
 
 import attrs
 import msgpack
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -18,6 +21,9 @@ from actorml.codec import (
     ASK,
     FAIL,
     MAGIC,
+    MAX_NESTING,
+    PEAK_PER_BYTE,
+    REASONS,
     REPLY,
     TELL,
     CodecError,
@@ -26,6 +32,7 @@ from actorml.codec import (
     encode,
 )
 from actorml.messages import ActorRef, message
+from tests import hostile_frames
 
 
 class Color(enum.Enum):
@@ -164,6 +171,45 @@ def reason_of(frame: bytes, **kwargs: Any) -> str:
     with pytest.raises(CodecError) as info:
         decode(frame, **kwargs)
     return info.value.reason
+
+
+def fields_frame(fields: bytes, tag: str = "test.codec.anything", arrays: Any = ()) -> bytes:
+    """A frame whose header is valid and whose field block is ``fields``, as given."""
+    return join([ASK, tag, ["a", "asker", 3], ["b", "echo", 7], 1, list(arrays), fields])
+
+
+def nested_messages(depth: int) -> bytes:
+    return hostile_frames.nested_messages("test.codec.anything", depth)
+
+
+# Inputs that found bugs in a live cluster, kept as examples of the property tests.
+BOOL_SHAPE = join(
+    [
+        ASK,
+        "test.codec.inner",
+        None,
+        ["b", "echo", 7],
+        1,
+        [["<f4", [True], 0]],
+        msgpack.packb(["w", msgpack.ExtType(1, struct.pack("<I", 0))]),
+    ],
+    b"\0" * 16,
+)
+BOOL_SHAPE_EMPTY = join(
+    [
+        ASK,
+        "test.codec.inner",
+        None,
+        ["b", "echo", 7],
+        1,
+        [["<f4", [True, 0], 0]],
+        msgpack.packb(["w", msgpack.ExtType(1, struct.pack("<I", 0))]),
+    ]
+)
+DEEP_MESSAGES = fields_frame(nested_messages(200))
+DEEP_LISTS = fields_frame(b"\x91" + b"\x91" * 10_000 + b"\xc0")
+EMPTY_LISTS_BOMB = fields_frame(hostile_frames.empty_lists(1 << 18))
+NESTED_UNKNOWN_TAG = fields_frame(hostile_frames.nested_unknown_tag())
 
 
 class TestRoundTrip:
@@ -499,6 +545,12 @@ class TestProperties:
         assert_same(roundtrip(body, kind, cid).body, body)
 
     @given(data=st.binary(max_size=256) | st.binary(max_size=64).map(lambda b: MAGIC + b))
+    @example(data=BOOL_SHAPE)
+    @example(data=BOOL_SHAPE_EMPTY)
+    @example(data=DEEP_MESSAGES)
+    @example(data=DEEP_LISTS)
+    @example(data=EMPTY_LISTS_BOMB)
+    @example(data=NESTED_UNKNOWN_TAG)
     @settings(max_examples=300)
     def test_arbitrary_bytes(self, data: bytes) -> None:
         """Arbitrary bytes decode or raise CodecError, nothing else."""
@@ -521,3 +573,201 @@ class TestProperties:
     def test_rewritten_headers(self, frame: bytes) -> None:
         """Valid frames with a header item replaced decode or raise CodecError."""
         decodes_or_refuses(frame)
+
+
+# --- hostile frames -------------------------------------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def peak_of(frame: bytes) -> tuple[str, int]:
+    """decode's outcome (a reason, or "ok") and the peak it allocated doing it."""
+    tracemalloc.start()
+    try:
+        decode(frame)
+        outcome = "ok"
+    except CodecError as exc:
+        outcome = exc.reason
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return outcome, peak
+
+
+def peak_bound(frame: bytes) -> int:
+    """The allocation the codec's docstring promises for ``frame``."""
+    return PEAK_PER_BYTE * len(frame) + 256 * 1024
+
+
+class TestHostile:
+    @pytest.mark.parametrize("frame", [BOOL_SHAPE, BOOL_SHAPE_EMPTY], ids=["view", "empty"])
+    def test_bool_in_shape(self, frame: bytes) -> None:
+        """A bool among an array's dimensions is a bad array, not a TypeError from numpy."""
+        assert reason_of(frame) == "bad_array"
+
+    @pytest.mark.parametrize("index", [0, 4])
+    def test_bool_kind_or_cid(self, index: int) -> None:
+        """A bool where the header wants an int (kind, cid) is a bad header."""
+        header, arrays = split(valid_frame())
+        header[index] = True
+        assert reason_of(join(header, arrays)) == "bad_header"
+
+    def test_bool_incarnation(self) -> None:
+        """An address whose incarnation is a bool is a bad header."""
+        header, arrays = split(valid_frame())
+        header[3] = ["b", "echo", True]
+        assert reason_of(join(header, arrays)) == "bad_header"
+
+    def test_nested_unknown_tag(self) -> None:
+        """A nested message whose tag nobody registered is refused as an unknown tag."""
+        with pytest.raises(CodecError, match=r"^unknown_tag: .*never-registered"):
+            decode(NESTED_UNKNOWN_TAG)
+
+    def test_nesting_up_to_the_limit(self) -> None:
+        """Messages nested MAX_NESTING deep decode; one more level is too deep."""
+        # nested_messages(d) puts d + 1 messages inside the frame's own.
+        body = decode(fields_frame(nested_messages(MAX_NESTING - 1))).body
+        for _ in range(MAX_NESTING):
+            body = body.value
+        assert body == Anything(None)
+        assert reason_of(fields_frame(nested_messages(MAX_NESTING))) == "too_deep"
+
+    def test_deep_containers(self) -> None:
+        """10,000 nested lists are too deep, not a RecursionError."""
+        assert reason_of(DEEP_LISTS) == "too_deep"
+
+    @pytest.mark.parametrize("depth", [200, 10_000])
+    def test_deep_messages_in_a_subprocess(self, depth: int) -> None:
+        """Deeply nested messages are refused; a crash would only kill the subprocess."""
+        code = (
+            "import sys, tests.test_codec\n"
+            "from actorml.codec import CodecError, decode\n"
+            "try:\n    decode(sys.stdin.buffer.read())\n"
+            "except CodecError as exc:\n    print(exc.reason)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            input=fields_frame(nested_messages(depth)),
+            capture_output=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert (done.returncode, done.stdout.strip()) == (0, b"too_deep"), done.stderr[-2000:]
+
+    def test_empty_lists_bomb(self) -> None:
+        """A frame of empty lists is refused once it has spent its budget, within the bound."""
+        outcome, peak = peak_of(EMPTY_LISTS_BOMB)
+        assert outcome == "over_budget"
+        assert peak <= peak_bound(EMPTY_LISTS_BOMB)
+
+    def test_address_holding_an_extension(self) -> None:
+        """An address whose payload holds an extension type is refused."""
+        ref = msgpack.ExtType(3, msgpack.packb(["n", "x", msgpack.ExtType(3, b"")]))
+        assert reason_of(fields_frame(msgpack.packb([ref]))) == "bad_field"
+
+    def test_unexpected_error_is_a_codec_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Whatever goes wrong inside decode reaches the caller as CodecError('bad_frame')."""
+
+        def broken(*args: Any) -> Any:
+            raise KeyError("surprise")
+
+        monkeypatch.setattr("actorml.codec._build", broken)
+        assert reason_of(valid_frame()) == "bad_frame"
+
+
+N = 1 << 20
+
+
+def _array32(items: bytes, count: int) -> bytes:
+    return b"\xdd" + struct.pack(">I", count) + items
+
+
+def _mixed(lists_share: float) -> bytes:
+    lists = int(N * lists_share)
+    strings = (N - lists) // 3
+    return b"\x91\x92" + _array32(b"\x90" * lists, lists) + _array32(b"\xa2ab" * strings, strings)
+
+
+REF = msgpack.packb(msgpack.ExtType(3, msgpack.packb(["a", "b", 1])))
+# The constructions that make the most Python objects per byte that we know of.
+BOMBS = {
+    "empty-lists": hostile_frames.empty_lists(N),
+    "empty-maps": b"\x91" + _array32(b"\x80" * N, N),
+    "one-item-maps": b"\x91" + _array32(b"\x81\x00\xc0" * (N // 3), N // 3),
+    "two-char-strings": b"\x91" + _array32(b"\xa2ab" * (N // 3), N // 3),
+    "uint16s": b"\x91" + _array32(b"\xcd\x12\x34" * (N // 3), N // 3),
+    "lists-and-strings": _mixed(0.25),
+    "addresses": b"\x91" + _array32(REF * (N // len(REF)), N // len(REF)),
+    "messages": b"\x91"
+    + _array32(
+        msgpack.packb(msgpack.ExtType(2, msgpack.packb(["test.codec.empty", []]))) * (N // 24),
+        N // 24,
+    ),
+    "huge-declared-lengths": b"\x91" + b"\xdd\xff\xff\xff\xff" * 4 + b"\xc0" * N,
+}
+
+
+class TestBounds:
+    @pytest.mark.parametrize("name", list(BOMBS))
+    def test_peak_allocation(self, name: str) -> None:
+        """The worst frames we know allocate within the documented multiple of their size."""
+        frame = fields_frame(BOMBS[name])
+        outcome, peak = peak_of(frame)
+        assert outcome == "ok" or outcome in REASONS
+        assert peak <= peak_bound(frame), f"{peak / len(frame):.1f} bytes per frame byte"
+
+
+registered_tags = st.sampled_from(
+    ["test.codec.anything", "test.codec.inner", "test.codec.outer", "test.codec.empty",
+     "test.codec.containers", "test.codec.never-registered"]
+)  # fmt: skip
+ext_leaves = st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=8))
+
+
+def _extend(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.integers(-2, 2) | text, inner, max_size=3)
+        | st.builds(
+            lambda tag, fields: msgpack.ExtType(2, msgpack.packb([tag, fields])),
+            registered_tags,
+            st.lists(inner, max_size=3),
+        )
+        | st.lists(inner, max_size=3).map(lambda v: msgpack.ExtType(3, msgpack.packb(v)))
+        | st.builds(lambda v: msgpack.ExtType(1, struct.pack("<I", v)), st.integers(0, 3))
+    )
+
+
+hostile_values = st.recursive(plain | ext_leaves, _extend, max_leaves=30)
+# Raw msgpack that no packb call writes: deep openings and lengths nothing follows.
+raw_prefixes = st.sampled_from(
+    [b"", b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff", b"\xc6\xff\xff\xff\xff",
+     b"\xdb\x7f\xff\xff\xff", b"\xc9\xff\xff\xff\xff\x02", b"\x91" * 1100, b"\x81\x00" * 600]
+)  # fmt: skip
+
+
+@st.composite
+def hostile_field_frames(draw: st.DrawFn) -> bytes:
+    """Valid headers around field blocks of arbitrary (nested, extended) msgpack."""
+    value = msgpack.packb(draw(hostile_values))
+    if draw(st.booleans()):
+        value = b"\x91" + value  # a one-field list, as the codec writes
+    fields = draw(raw_prefixes) + value + draw(st.binary(max_size=4))
+    descs = draw(st.lists(st.sampled_from([["<f4", [2], 0], ["|b1", [0], 0]]), max_size=2))
+    tail = b"\0" * 16 if descs else b""
+    return join([ASK, draw(registered_tags), None, ["b", "echo", 7], 1, descs, fields], tail)
+
+
+class TestHostileProperties:
+    @given(frame=hostile_field_frames())
+    @example(frame=BOOL_SHAPE)
+    @example(frame=DEEP_MESSAGES)
+    @example(frame=DEEP_LISTS)
+    @example(frame=EMPTY_LISTS_BOMB)
+    @example(frame=NESTED_UNKNOWN_TAG)
+    @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+    def test_hostile_fields(self, frame: bytes) -> None:
+        """Arbitrary nested field blocks decode or raise CodecError, within the allocation bound."""
+        outcome, peak = peak_of(frame)
+        assert outcome == "ok" or outcome in REASONS
+        assert peak <= peak_bound(frame)

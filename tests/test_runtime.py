@@ -31,6 +31,7 @@ from actorml.messages import ActorRef, message
 from actorml.node import Node
 from actorml.testing import MemoryNetwork
 from actorml.transport import NngTransport
+from tests import hostile_frames
 
 # Deadline for a whole test on a real transport; on the memory transport it is virtual.
 DEADLINE = 30.0
@@ -65,6 +66,11 @@ class Blob:
 @message("test.runtime.tensors")
 class Tensors:
     arrays: list[np.ndarray]
+
+
+@message("test.runtime.anything")
+class Anything:
+    value: Any
 
 
 # --- actors ---------------------------------------------------------------------------
@@ -704,3 +710,139 @@ class TestMemoryNetwork:
             MemoryNetwork(seed=0, drop=1.5)
         with pytest.raises(ValueError, match=r"^delay must be \(low, high\)"):
             MemoryNetwork(seed=0, delay=(0.5, 0.1))
+
+
+# --- hostile peers (issue 8) ----------------------------------------------------------
+
+
+def with_fields(frame: bytes, fields: bytes, tag: str = "test.runtime.anything") -> bytes:
+    """``frame`` (one without arrays) carrying ``fields`` as its field block under ``tag``."""
+    return rewrite(rewrite(frame, 1, tag), 6, fields)
+
+
+def bool_shape(ref: ActorRef) -> bytes:
+    """A Blob whose array shape is [True] (numpy raised TypeError on it)."""
+    frame = encode(Envelope(TELL, ref, Blob(0, np.zeros(1, dtype=np.float32)))).to_bytes()
+    (size,) = struct.unpack_from("<I", frame, 4)
+    header = msgpack.unpackb(frame[8 : 8 + size])
+    header[5][0][1] = [True]
+    packed = msgpack.packb(header)
+    head = MAGIC + struct.pack("<I", len(packed)) + packed
+    return head + b"\0" * (((len(head) + 15) & ~15) - len(head)) + b"\0" * 16
+
+
+def hostile(ref: ActorRef) -> dict[str, bytes]:
+    """One small hostile frame per rejection reason, to ``ref``."""
+    valid = encode(Envelope(TELL, ref, Ping(1))).to_bytes()
+    return {
+        "bad_array": bool_shape(ref),
+        "too_deep": with_fields(
+            valid, hostile_frames.nested_messages("test.runtime.anything", 200)
+        ),
+        "unknown_tag": with_fields(valid, hostile_frames.nested_unknown_tag()),
+        "over_budget": with_fields(valid, hostile_frames.empty_lists(64 * 1024)),
+        "bad_magic": b"JUNK" + valid[4:],
+        "truncated": valid[:-3],
+    }
+
+
+def rss_bytes() -> int:
+    """This process's resident set size."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+class TestHostilePeer:
+    @pytest.mark.parametrize("kind", ["memory", "ipc"])
+    async def test_bool_shape_leaves_the_node_serving(self, cluster: Cluster, clock: Clock) -> None:
+        """A frame with a bool in an array shape is rejected; the node keeps serving."""
+        a = await cluster.node("a")
+        b = await cluster.node("b")
+        rec = Recorder()
+        ref = await cluster.actor(b, "rec", rec)
+        with trio.fail_after(DEADLINE):
+            async with cluster.raw_sender(b.address) as send:
+                await send(bool_shape(ref))
+                await send(encode(Envelope(TELL, ref, Ping(1))).to_bytes())
+                await rec.wait_for(1)
+            assert await a.ask(ref, Ping(2)) == Pong(2)
+        assert rec.seen == [1, 2]
+        assert (b.stats.rejected_frames, b.stats.rejected) == (1, {"bad_array": 1})
+
+    @pytest.mark.parametrize("kind", ["memory"])
+    async def test_flood_logs_once_per_reason_per_interval(
+        self, cluster: Cluster, clock: Clock
+    ) -> None:
+        """N rejected frames make one line per reason per interval; the counters add up to N."""
+        b = await cluster.node("b")
+        rec = Recorder()
+        ref = await cluster.actor(b, "rec", rec)
+        frames = hostile(ref)
+        rounds, per_round = 2, 50
+        with trio.fail_after(DEADLINE), capture_logs() as logs:
+            async with cluster.raw_sender(b.address) as send:
+                for n in range(rounds):
+                    for _ in range(per_round):
+                        for frame in frames.values():
+                            await send(frame)
+                    await send(encode(Envelope(TELL, ref, Ping(n))).to_bytes())
+                    await rec.wait_for(n + 1)
+                    # Virtual time: the next round falls into the next interval.
+                    await trio.sleep(b.reject_log_interval_s)
+        lines = [e for e in logs if e["event"] == "frame_rejected"]
+        for reason in frames:
+            mine = [e["suppressed"] for e in lines if e["reason"] == reason]
+            assert mine == [0, per_round - 1], reason
+        total = rounds * per_round * len(frames)
+        assert b.stats.rejected_frames == total
+        assert b.stats.rejected == {reason: rounds * per_round for reason in frames}
+        assert b.stats.counters()["rejected_too_deep"] == rounds * per_round
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("kind", ["ipc"])
+    async def test_live_node_outlasts_a_hostile_peer(self, cluster: Cluster, clock: Clock) -> None:
+        """Tens of thousands of hostile frames: the node keeps answering, counts them all,
+        and its memory stays bounded."""
+        b = await cluster.node("b", recv_max_size=64 << 20)
+        a = await cluster.node("a")
+        rec = Recorder()
+        ref = await cluster.actor(b, "rec", rec)
+        frames = hostile(ref)
+        valid = encode(Envelope(TELL, ref, Ping(1))).to_bytes()
+        big_bomb = with_fields(valid, hostile_frames.empty_lists(8 << 20))
+        rounds, big_bombs = 4000, 4
+        answered = 0
+        flood_done = trio.Event()
+
+        async def keep_asking() -> None:
+            nonlocal answered
+            while not flood_done.is_set():
+                assert await a.ask(ref, Ping(answered + 10)) == Pong(answered + 10)
+                answered += 1
+
+        before = rss_bytes()
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(keep_asking)
+                async with cluster.raw_sender(b.address) as send:
+                    for n in range(rounds):
+                        for reason, frame in frames.items():
+                            if reason != "over_budget" or n % 40 == 0:
+                                await send(frame)
+                        if n % (rounds // big_bombs) == 0:
+                            await send(big_bomb)
+                    await send(encode(Envelope(TELL, ref, Ping(-1))).to_bytes())
+                    while -1 not in rec.seen:
+                        await rec.wait_for(len(rec.seen) + 1)
+                flood_done.set()
+            assert await a.ask(ref, Ping(-2)) == Pong(-2)
+        growth = rss_bytes() - before
+        expected = {reason: rounds for reason in frames}
+        expected["over_budget"] = rounds // 40 + big_bombs
+        assert b.stats.rejected == expected
+        assert b.stats.rejected_frames == sum(expected.values())
+        assert answered > 0
+        assert growth < 200 << 20, f"RSS grew by {growth >> 20} MiB"
