@@ -234,7 +234,11 @@ class ActorContext:
                 await trio.sleep(0.02)
 
     async def complete(self, **result: Any) -> None:
-        """Tell the launcher the job is done, with a summary it prints and saves."""
+        """Tell the launcher the job is done, with a summary it prints and saves.
+
+        A result with an ``error`` (a string) says the job ended but failed:
+        ``actorml up`` prints it and exits 1.
+        """
         await self.node.complete(self.ref, result)
 
     def stop(self) -> None:

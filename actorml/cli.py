@@ -173,10 +173,13 @@ def _up(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - started
         result["elapsed_s"] = round(elapsed, 2)
         (Path(run_dir) / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-        print("actorml: job complete")
+        error = result.get("error")
+        print("actorml: job failed" if error else "actorml: job complete")
         for key, value in result.items():
             print(f"  {key}: {value}")
-        outcome["status"] = 0
+        if error:  # the job ran to its end, but what it produced cannot be trusted
+            print(f"actorml: job failed: {error}", file=sys.stderr)
+        outcome["status"] = 1 if error else 0
 
     try:
         try:

@@ -446,7 +446,24 @@ class Scheduler(Actor):
             plot=str(self.run_dir / "training.png"),
             metrics=str(self.run_dir / "metrics.jsonl"),
             audit=audit,
+            **_audit_failure(audit),
         )
+
+
+def _audit_failure(audit: dict[str, dict[str, int]]) -> dict[str, str]:
+    """``{"error": ...}`` when a slice lost or doubled an acknowledged push, else ``{}``.
+
+    A job whose parameters miss an update a worker saw acknowledged did not do what it
+    claims: it must not end as a success.
+    """
+    lost = {k: a["lost"] for k, a in audit.items() if a["lost"]}
+    doubled = {k: a["doubled"] for k, a in audit.items() if a["doubled"]}
+    problems = [
+        f"{sum(found.values())} acknowledged pushes {what} (slices {', '.join(sorted(found))})"
+        for what, found in (("lost", lost), ("applied twice", doubled))
+        if found
+    ]
+    return {"error": "; ".join(problems)} if problems else {}
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -70,10 +70,14 @@ class Finisher(Actor):
 
     value: int = 42
     delay_s: float = 0.0
+    error: str = ""
 
     async def run(self) -> None:
         await trio.sleep(self.delay_s)
-        await self.ctx.complete(value=self.value)
+        if self.error:
+            await self.ctx.complete(value=self.value, error=self.error)
+        else:
+            await self.ctx.complete(value=self.value)
 
 
 @attrs.define(eq=False)

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTER = "tests.cluster_actors:Counter"
+FINISHER = "tests.cluster_actors:Finisher"
 
 
 def _alive(pid: int) -> bool:
@@ -280,6 +281,22 @@ class TestCommandLine:
         assert {p.name for p in (tmp_path / "run" / "logs").iterdir()} == {
             "launcher.jsonl", "left.jsonl", "right.jsonl"
         }  # fmt: skip
+        assert _socket_dirs() == set()
+
+    def test_a_job_that_failed_exits_1(self, tmp_path: Path) -> None:
+        """A job that completes with an ``error`` prints it and exits 1, not 0."""
+        topology = tmp_path / "t.toml"
+        topology.write_text(
+            f'[cluster]\nname = "failing"\nrun_dir = "{tmp_path}"\n'
+            f'[[node]]\nname = "f"\n[[node.actor]]\nname = "f"\nkind = "{FINISHER}"\n'
+            'restart = "transient"\nargs = { error = "3 acknowledged pushes lost (slices 0)" }\n'
+        )
+        done = _run_cli("up", str(topology))
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "actorml: job failed\n" in done.stdout
+        assert done.stderr.strip().splitlines()[-1] == (
+            "actorml: job failed: 3 acknowledged pushes lost (slices 0)"
+        )
         assert _socket_dirs() == set()
 
     @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
