@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actorml import registry, topology
+from actorml import registry
 from actorml.errors import UnknownKind
 from actorml.topology import (
     ActorSpec,
@@ -30,6 +30,7 @@ from actorml.topology import (
     check_topology,
     register_section,
 )
+from actorml.topology import sections as topology_sections
 
 PINGPONG = """\
 [cluster]
@@ -121,7 +122,7 @@ def _kinds(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(name="sections")
 def _sections(monkeypatch: pytest.MonkeyPatch) -> None:
     """No extra sections registered, whatever other modules register."""
-    monkeypatch.setattr(topology, "_sections", {})
+    monkeypatch.setattr(topology_sections, "_sections", {})
 
 
 class TestRoundTrip:
@@ -708,7 +709,8 @@ class TestProperties:
             assert "\n" not in str(err)
             assert err.line is None or 1 <= err.line <= text.count("\n") + 1
         else:
-            assert Topology.from_toml_string(t.to_toml()) == t
+            again = Topology.from_toml_string(t.to_toml())
+            assert again == t or again.to_toml() == t.to_toml()  # nan in args != itself
 
     @settings(max_examples=100, deadline=None)
     @given(_topologies())
