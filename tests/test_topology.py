@@ -591,11 +591,33 @@ class TestRegistry:
         with pytest.raises(UnknownKind, match=r"^cannot import actor kind 'ghost' from 'actorml_"):
             registry.resolve("actor", "ghost")
 
+    def test_kinds_is_a_live_view(self, kinds: None) -> None:
+        """kinds(group) maps names to classes, sees later registrations, and is read-only."""
+        view = registry.kinds("model")
+        assert dict(view) == {}
+        registry.register("model", "adder", Adder)
+        registry.register("model", "lazy", "fractions:Fraction")
+        assert list(view) == ["adder", "lazy"]
+        assert view["lazy"].__name__ == "Fraction"
+        assert "nope" not in view
+        with pytest.raises(TypeError):
+            view["x"] = Adder  # type: ignore[index]
+
+    def test_builtins_register_every_group(self) -> None:
+        """The built-in list names every group's kinds, models and optimisers included."""
+        assert registry.known("model") == ["logreg", "mlp", "softmax", "svm"]
+        assert registry.known("optimizer") == ["adagrad", "adam", "rmsprop", "sgd"]
+        assert registry.known("protocol") == ["asp", "bsp", "essp", "ssp"]
+
     def test_topology_import_does_not_import_roles(self) -> None:
-        """Importing actorml.topology does not import actorml.actors or user code."""
-        code = "import sys, actorml.topology; print('actorml.actors' in sys.modules)"
+        """Importing actorml.topology imports no role, protocol or model, nor numba or sklearn."""
+        code = (
+            "import sys, actorml.topology; print(sorted(m for m in sys.modules if m.split('.')[0]"
+            " in ('numba', 'sklearn') or m.startswith(('actorml.actors', 'actorml.models',"
+            " 'actorml.protocols'))))"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        assert out.stdout.strip() == "False", out.stderr
+        assert out.stdout.strip() == "[]", out.stderr
 
 
 _FRAGMENTS = [
