@@ -60,8 +60,10 @@ def build(
             kwargs[key] = _checked_value(fields[key], value, join(path, key))
     try:
         return attrs.evolve(base, **kwargs) if base is not None else cls(**kwargs)
-    except FieldError as exc:
-        raise TopologyError(join(path, to_toml.get(exc.field, exc.field)), exc.problem) from None
+    except FieldError as exc:  # a cross-field check; its field may be a path (slowdown.w)
+        head, dot, rest = exc.field.partition(".")
+        key_path = join(path, to_toml.get(head, head)) + dot + rest
+        raise TopologyError(key_path, exc.problem) from None
 
 
 def check_options(
