@@ -176,8 +176,11 @@ class OptimizerSection:
     @staticmethod
     def validate(table: dict[str, Any], path: str) -> dict[str, Any]:
         out = {"kind": "sgd", "lr": 0.05, **table}
+        kind = out["kind"]
         try:
-            cls = optimizer_class(out["kind"] if isinstance(out["kind"], str) else "")
+            if not isinstance(kind, str):
+                raise ValueError(f"expected an optimizer kind, got {describe(kind)}")
+            cls = optimizer_class(kind)
         except ValueError as exc:
             raise TopologyError(f"{path}.kind", str(exc)) from None
         check_options(cls, {k: v for k, v in out.items() if k != "kind"}, path)

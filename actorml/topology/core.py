@@ -3,8 +3,9 @@
 One object model behind both doors: build a `Topology` in Python, or load the same
 thing from ``topology.toml``; the two compare equal. Loading checks the structure and
 reports the first problem as a one-line `TopologyError` naming the file, line, key and
-fix. Checks that need imports (does kind ``"echo"`` exist, do its ``args`` fit its
-class?) run only in `Topology.check`, so loading a file never imports user code.
+fix. Checks that need an actor's class (does kind ``"echo"`` exist, do its ``args``
+fit its class?) run only in `Topology.check`, so loading a file imports no actor class;
+a section may import what it names to check its options (``[protocol]`` its protocol).
 """
 
 from __future__ import annotations
