@@ -1,4 +1,8 @@
-"""The kinds actorml ships, registered by name (imported lazily on first use)."""
+"""The kinds actorml ships, registered by name (imported lazily on first use).
+
+The one list of built-in kinds: roles, protocols, models, optimisers and the topology
+sections of a training job. A new built-in is one line here (see ``docs/extending.md``).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,19 @@ _KINDS = {
         "bsp": "actorml.protocols.bsp:BSP",
         "essp": "actorml.protocols.essp:ESSP",
         "ssp": "actorml.protocols.ssp:SSP",
+    },
+    "model": {
+        "logreg": "actorml.models.logistic:LogisticRegression",
+        "mlp": "actorml.models.mlp:MLP",
+        "softmax": "actorml.models.softmax:SoftmaxRegression",
+        "svm": "actorml.models.svm:LinearSVM",
+    },
+    # Server-side optimisers the shards apply (see actorml.models.optim).
+    "optimizer": {
+        "adagrad": "actorml.models.optim:AdaGrad",
+        "adam": "actorml.models.optim:Adam",
+        "rmsprop": "actorml.models.optim:RMSProp",
+        "sgd": "actorml.models.optim:SGD",
     },
     # Top-level topology tables a training job adds (see actorml.actors.job).
     "section": {

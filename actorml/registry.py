@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Iterator, Mapping
 
 import attrs
 
 from .errors import UnknownKind
 
-__all__ = ["is_valid_kind", "known", "register", "resolve"]
+__all__ = ["is_valid_kind", "kinds", "known", "register", "resolve"]
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -87,6 +88,33 @@ def register(group: str, name: str, target: str | type) -> None:
 def known(group: str) -> list[str]:
     """The registered kind names of ``group``, sorted."""
     return sorted(_groups.get(group, {}))
+
+
+def kinds(group: str) -> Mapping[str, type]:
+    """A live, read-only view of ``group``: kind name -> class.
+
+    Names registered later show up too; each class is imported when first looked up.
+    """
+    return _Kinds(group)
+
+
+class _Kinds(Mapping[str, type]):
+    def __init__(self, group: str) -> None:
+        self._group = group
+
+    def __getitem__(self, name: str) -> type:
+        if name not in _groups.get(self._group, {}):
+            raise KeyError(name)
+        return resolve(self._group, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(known(self._group))
+
+    def __len__(self) -> int:
+        return len(_groups.get(self._group, {}))
+
+    def __repr__(self) -> str:
+        return f"<registry kinds {self._group!r}: {', '.join(known(self._group))}>"
 
 
 def resolve(group: str, kind: str) -> type:

@@ -8,17 +8,29 @@ same name is not added), so a user can place or tweak any role by hand.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from actorml import registry
-from actorml.errors import TopologyError
-from actorml.models.registry import MODELS
+from actorml.errors import TopologyError, UnknownKind
+from actorml.models.optim import optimizer_class
+from actorml.models.registry import MODELS, model_class
+from actorml.topology.fields import (
+    FieldValueError,
+    boolean,
+    checked,
+    describe,
+    integer,
+    number_in,
+    unknown_option,
+)
+from actorml.topology.tables import build, check_options
 
 __all__ = [
     "DataSection",
+    "JobConfig",
     "JobSection",
     "ModelSection",
     "OptimizerSection",
@@ -28,86 +40,60 @@ __all__ = [
     "training_nodes",
 ]
 
-_JOB_DEFAULTS: dict[str, Any] = {
-    "workers": 4,
-    "shards": 2,
-    "epochs": 5,
-    "batch_size": 64,
-    "seed": 0,
-    "target_accuracy": 0.0,
-    "slowdown": {},
-    "jitter_s": 0.0,
-    "progress": True,
-    "eval_every_clocks": 0,
-    "snapshot_every_clocks": 0,
-    "wait_timeout_s": 300.0,
-    "replication": 1,
-}
-_OPTIMIZERS = ("adagrad", "adam", "rmsprop", "sgd")
+
+def _slowdown_table(value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a table of worker name = factor, got {describe(value)}")
 
 
-def _unknown(path: str, table: dict[str, Any], valid: Any) -> None:
-    for key in table:
-        if key not in valid:
-            import difflib
+@attrs.frozen
+class JobConfig:
+    """``[job]``: how many workers and shards, how long, how big the batches.
 
-            close = difflib.get_close_matches(key, list(valid), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TopologyError(
-                f"{path}.{key}", f"unknown option{hint} (valid options: {', '.join(sorted(valid))})"
+    Each value is checked here, once, whether the job comes from a file or from Python.
+    """
+
+    workers: int = attrs.field(default=4, validator=checked(integer(1)))
+    shards: int = attrs.field(default=2, validator=checked(integer(1)))
+    epochs: int = attrs.field(default=5, validator=checked(integer(1)))
+    batch_size: int = attrs.field(default=64, validator=checked(integer(1)))
+    seed: int = attrs.field(default=0, validator=checked(integer(0)))
+    target_accuracy: float = attrs.field(default=0.0, validator=checked(number_in(0.0, 1.0)))
+    slowdown: Mapping[str, float] = attrs.field(
+        factory=dict, validator=checked(_slowdown_table), hash=False
+    )
+    jitter_s: float = attrs.field(default=0.0, validator=checked(number_in(0.0)))
+    progress: bool = attrs.field(default=True, validator=checked(boolean))
+    eval_every_clocks: int = attrs.field(default=0, validator=checked(integer(0)))
+    snapshot_every_clocks: int = attrs.field(default=0, validator=checked(integer(0)))
+    wait_timeout_s: float = attrs.field(default=300.0, validator=checked(number_in(0.001)))
+    replication: int = attrs.field(default=1, validator=checked(integer(1)))
+
+    def __attrs_post_init__(self) -> None:
+        if self.replication > 2 or (self.replication == 2 and self.shards < 2):
+            raise FieldValueError(
+                "replication",
+                "expected 1 (no backup) or 2 (a backup of each shard on another shard's node,"
+                f" which needs shards >= 2), got {self.replication} with {self.shards} shards",
             )
-
-
-def _int(path: str, value: Any, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise TopologyError(path, f"expected an integer >= {low}, got {value!r}")
-    return value
-
-
-def _float(path: str, value: Any, low: float, high: float = math.inf) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
-        raise TopologyError(path, f"expected a number in [{low}, {high}], got {value!r}")
-    return float(value)
+        names = [f"worker-{i}" for i in range(self.workers)]
+        for worker, factor in self.slowdown.items():
+            if worker not in names:
+                raise FieldValueError(
+                    f"slowdown.{worker}", f"no worker {worker!r} (workers: {', '.join(names)})"
+                )
+            try:
+                number_in(1.0)(factor)
+            except (TypeError, ValueError) as exc:
+                raise FieldValueError(f"slowdown.{worker}", str(exc)) from None
 
 
 class JobSection:
-    """``[job]``: how many workers and shards, how long, how big the batches."""
+    """``[job]``: validated by `JobConfig`; generates the job's nodes (`expand`)."""
 
     @staticmethod
     def validate(table: dict[str, Any], path: str) -> dict[str, Any]:
-        _unknown(path, table, _JOB_DEFAULTS)
-        out = {**_JOB_DEFAULTS, **table}
-        for key in ("workers", "shards", "epochs", "batch_size"):
-            _int(f"{path}.{key}", out[key], 1)
-        _int(f"{path}.seed", out["seed"], 0)
-        _int(f"{path}.eval_every_clocks", out["eval_every_clocks"], 0)
-        _int(f"{path}.snapshot_every_clocks", out["snapshot_every_clocks"], 0)
-        _float(f"{path}.target_accuracy", out["target_accuracy"], 0.0, 1.0)
-        _float(f"{path}.jitter_s", out["jitter_s"], 0.0)
-        _float(f"{path}.wait_timeout_s", out["wait_timeout_s"], 0.001)
-        replication = _int(f"{path}.replication", out["replication"], 1)
-        if replication > 2 or (replication == 2 and out["shards"] < 2):
-            raise TopologyError(
-                f"{path}.replication",
-                "expected 1 (no backup) or 2 (a backup of each shard on another shard's node,"
-                f" which needs shards >= 2), got {replication} with {out['shards']} shards",
-            )
-        if not isinstance(out["progress"], bool):
-            raise TopologyError(
-                f"{path}.progress", f"expected true or false, got {out['progress']!r}"
-            )
-        slow = out["slowdown"]
-        if not isinstance(slow, dict):
-            raise TopologyError(f"{path}.slowdown", "expected a table of worker name = factor")
-        names = [f"worker-{i}" for i in range(out["workers"])]
-        for worker, factor in slow.items():
-            if worker not in names:
-                raise TopologyError(
-                    f"{path}.slowdown.{worker}",
-                    f"no worker {worker!r} (workers: {', '.join(names)})",
-                )
-            _float(f"{path}.slowdown.{worker}", factor, 1.0)
-        return out
+        return attrs.asdict(build(JobConfig, table, path))
 
     @staticmethod
     def expand(data: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +117,7 @@ class JobSection:
 
 
 class ModelSection:
-    """``[model]``: ``kind`` and the model's own options (``l2``, ``hidden``, ...)."""
+    """``[model]``: ``kind`` and the model's own options, checked by the model's class."""
 
     @staticmethod
     def validate(table: dict[str, Any], path: str) -> dict[str, Any]:
@@ -142,15 +128,16 @@ class ModelSection:
                 f"missing required key (expected one of: {', '.join(sorted(MODELS))}"
                 ", or 'pkg.module:Class')",
             )
-        if kind not in MODELS and ":" not in kind:
-            raise TopologyError(
-                f"{path}.kind",
-                f"unknown model {kind!r} (expected one of: {', '.join(sorted(MODELS))}"
-                ", or 'pkg.module:Class')",
-            )
-        options = getattr(MODELS.get(kind), "OPTIONS", None)
-        if options is not None:
-            _unknown(path, {k: v for k, v in table.items() if k != "kind"}, options)
+        try:
+            cls = model_class(kind)
+        except ValueError as exc:
+            raise TopologyError(f"{path}.kind", str(exc)) from None
+        options = {k: v for k, v in table.items() if k != "kind"}
+        valid = getattr(cls, "OPTIONS", None)
+        if valid is None and attrs.has(cls):  # make_model gives the sizes itself
+            valid = [f.name for f in attrs.fields(cls) if f.init]
+            valid = [v for v in valid if v not in ("n_features", "n_classes")]
+        check_options(cls, options, path, valid=valid)
         return dict(table)
 
 
@@ -184,37 +171,71 @@ def _check_available(source: str, path: str) -> None:
 
 
 class OptimizerSection:
-    """``[optimizer]``: the server-side optimiser the shards apply."""
+    """``[optimizer]``: the server-side optimiser the shards apply, checked by its class."""
 
     @staticmethod
     def validate(table: dict[str, Any], path: str) -> dict[str, Any]:
         out = {"kind": "sgd", "lr": 0.05, **table}
-        if out["kind"] not in _OPTIMIZERS:
-            raise TopologyError(
-                f"{path}.kind",
-                f"unknown optimizer {out['kind']!r} (expected one of: {', '.join(_OPTIMIZERS)})",
-            )
-        _float(f"{path}.lr", out["lr"], 1e-12)
+        kind = out["kind"]
+        try:
+            if not isinstance(kind, str):
+                raise ValueError(f"expected an optimizer kind, got {describe(kind)}")
+            cls = optimizer_class(kind)
+        except ValueError as exc:
+            raise TopologyError(f"{path}.kind", str(exc)) from None
+        check_options(cls, {k: v for k, v in out.items() if k != "kind"}, path)
         return out
 
 
 class ProtocolSection:
-    """``[protocol]``: the consistency model, ``kind = "bsp" | "asp" | "ssp" | "essp"``."""
+    """``[protocol]``: the consistency model, ``kind = "bsp" | "asp" | "ssp" | "essp"``.
+
+    The protocol class is resolved through the registry. ``staleness`` is given to a
+    protocol whose class has an init field of that name (checked by that field's own
+    validator, defaulting to the field's default) and ignored by the others, so
+    switching protocols is one line.
+    """
 
     @staticmethod
     def validate(table: dict[str, Any], path: str) -> dict[str, Any]:
-        _unknown(path, table, ("kind", "staleness"))
-        out = {"kind": "ssp", "staleness": 3, **table}
-        kind = out["kind"]
-        known = registry.known("protocol")
-        if not isinstance(kind, str) or (kind not in known and ":" not in kind):
-            raise TopologyError(
-                f"{path}.kind",
-                f"unknown protocol {kind!r} (expected one of: {', '.join(known)}"
-                ", or 'pkg.module:Class')",
-            )
-        _int(f"{path}.staleness", out["staleness"], 0)
+        for key in table:
+            if key not in ("kind", "staleness"):
+                raise TopologyError(f"{path}.{key}", unknown_option(key, ("kind", "staleness")))
+        out = {"kind": "ssp", **table}
+        cls = _protocol_class(out["kind"], f"{path}.kind")
+        field = _staleness_field(cls)
+        if field is not None:
+            if "staleness" not in out:
+                if field.default is attrs.NOTHING:
+                    raise TopologyError(f"{path}.staleness", "missing required key")
+                default = field.default
+                if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                    default = default.factory()
+                out["staleness"] = default
+            check_options(cls, {"staleness": out["staleness"]}, path)
         return out
+
+
+def _protocol_class(kind: Any, key_path: str) -> type:
+    known = registry.known("protocol")
+    if not isinstance(kind, str) or (kind not in known and ":" not in kind):
+        raise TopologyError(
+            key_path,
+            f"unknown protocol {kind!r} (expected one of: {', '.join(known)}"
+            ", or 'pkg.module:Class')",
+        )
+    try:
+        return registry.resolve("protocol", kind)
+    except UnknownKind as exc:
+        raise TopologyError(key_path, str(exc)) from None
+
+
+def _staleness_field(cls: type) -> attrs.Attribute[Any] | None:
+    """The protocol's ``staleness`` init field, or None if it takes no staleness."""
+    if not attrs.has(cls):
+        return None
+    field = attrs.fields_dict(cls).get("staleness")
+    return field if field is not None and field.init else None
 
 
 def training_nodes(
@@ -228,8 +249,10 @@ def training_nodes(
     workers = [f"worker-{i}" for i in range(job["workers"])]
     shards = [f"shard-{i}" for i in range(job["shards"])]
     kind = protocol["kind"]
+    protocol_cls = registry.resolve("protocol", kind)
+    protocol_kind = _actor_kind(kind, protocol_cls)
     protocol_args: dict[str, Any] = {"workers": workers, "shards": shards}
-    if kind in ("ssp", "essp") or ":" in kind:
+    if _staleness_field(protocol_cls) is not None and "staleness" in protocol:
         protocol_args["staleness"] = protocol["staleness"]
     replicas = [f"replica-{k}" for k in range(len(shards))] if job["replication"] == 2 else []
     scheduler_args = {
@@ -240,7 +263,7 @@ def training_nodes(
         {
             "name": "scheduler",
             "actor": [
-                {"name": "protocol", "kind": _protocol_kind(kind), "args": protocol_args},
+                {"name": "protocol", "kind": protocol_kind, "args": protocol_args},
                 {"name": "scheduler", "kind": "scheduler", "args": scheduler_args},
             ],
         }
@@ -266,12 +289,9 @@ def training_nodes(
     return nodes
 
 
-def _protocol_kind(kind: str) -> str:
-    """The actor kind (a dotted path) for a protocol name."""
-    if ":" in kind:
-        return kind
-    cls = registry.resolve("protocol", kind)
-    return f"{cls.__module__}:{cls.__qualname__}"
+def _actor_kind(kind: str, cls: type) -> str:
+    """The actor kind (a dotted path) of protocol ``kind``."""
+    return kind if ":" in kind else f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _next_worker(cluster: Any) -> str:

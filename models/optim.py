@@ -21,11 +21,15 @@ All updates *descend*: ``grad`` is the gradient of the loss.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 import numba
 import numpy as np
+
+from actorml import registry
+from actorml.errors import UnknownKind
 
 _NO_STATE = np.zeros((0, 0))
 
@@ -294,14 +298,32 @@ class Adam(_RowOptimizer):
         _adam(table, ids, grad, m, v, steps, self.lr, self.beta1, self.beta2, self.eps)
 
 
-OPTIMIZERS: dict[str, type] = {"sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam}
+OPTIMIZERS: Mapping[str, type] = registry.kinds("optimizer")
+"""The registered optimiser kinds, name -> class (a live view of the registry's group)."""
+
+
+def optimizer_class(kind: str) -> type:
+    """The class of optimiser ``kind``: a registered name or a dotted path.
+
+    Raises:
+        ValueError: unknown kind (naming the valid ones), or a path that cannot be imported.
+    """
+    if ":" not in kind and kind not in OPTIMIZERS:
+        raise ValueError(
+            f"unknown optimizer {kind!r} (expected one of: {', '.join(sorted(OPTIMIZERS))})"
+        )
+    try:
+        return registry.resolve("optimizer", kind)
+    except UnknownKind as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def make_optimizer(kind: str, lr: float, **options: Any) -> Optimizer:
     """Build an optimiser by kind.
 
     Args:
-        kind: ``"sgd"``, ``"adagrad"``, ``"rmsprop"`` or ``"adam"``.
+        kind: ``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"`` (the registry's
+            ``"optimizer"`` group) or a dotted path ``"pkg.mod:Class"``.
         lr: learning rate, > 0.
         **options: ``momentum`` (sgd), ``eps`` (adagrad, rmsprop, adam), ``rho``
             (rmsprop), ``beta1`` and ``beta2`` (adam).
@@ -309,17 +331,14 @@ def make_optimizer(kind: str, lr: float, **options: Any) -> Optimizer:
     Raises:
         ValueError: unknown kind or option, or a value out of range.
     """
-    cls = OPTIMIZERS.get(kind)
-    if cls is None:
-        raise ValueError(
-            f"unknown optimizer {kind!r} (expected one of: {', '.join(sorted(OPTIMIZERS))})"
-        )
-    valid = sorted(field.name for field in attrs.fields(cls) if field.name != "lr")
-    for option in options:
-        if option not in valid:
-            raise ValueError(
-                f"unknown option {option!r} for optimizer {kind!r}"
-                f" (expected one of: {', '.join(valid)})"
-            )
+    cls = optimizer_class(kind)
+    if attrs.has(cls):  # a user's class that is not an attrs class judges its own options
+        valid = sorted(field.name for field in attrs.fields(cls) if field.name != "lr")
+        for option in options:
+            if option not in valid:
+                raise ValueError(
+                    f"unknown option {option!r} for optimizer {kind!r}"
+                    f" (expected one of: {', '.join(valid)})"
+                )
     optimizer: Optimizer = cls(lr=lr, **options)
     return optimizer

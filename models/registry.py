@@ -1,38 +1,40 @@
-"""Model kinds by name: ``MODELS`` and ``make_model``."""
+"""Building a model by kind: ``make_model``, and ``MODELS``, the registered kinds.
+
+Model kinds live in the one registry (``actorml.registry``, group ``"model"``; the
+built-ins are listed in ``actorml/builtins.py``); a user's own model is named by dotted
+path, ``"pkg.mod:Class"``.
+"""
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Mapping
 from typing import Any
 
+from actorml import registry
+from actorml.errors import UnknownKind
+
 from .base import Model
-from .logistic import LogisticRegression
-from .mlp import MLP
-from .softmax import SoftmaxRegression
-from .svm import LinearSVM
 
-MODELS: dict[str, type] = {
-    "logreg": LogisticRegression,
-    "svm": LinearSVM,
-    "softmax": SoftmaxRegression,
-    "mlp": MLP,
-}
-"""Built-in model kinds. A user's own model is named by dotted path, ``"pkg.mod:Class"``."""
+MODELS: Mapping[str, type] = registry.kinds("model")
+"""The registered model kinds, name -> class (a live view of the registry's "model" group)."""
 
 
-def _resolve(kind: str) -> type:
-    if kind in MODELS:
-        return MODELS[kind]
-    if ":" in kind:
-        module_name, _, attr = kind.partition(":")
-        try:
-            return getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"cannot import model {kind!r}: {exc}") from exc
-    raise ValueError(
-        f"unknown model kind {kind!r} (expected one of: {', '.join(sorted(MODELS))},"
-        " or 'package.module:Class')"
-    )
+def model_class(kind: str) -> type:
+    """The class of model ``kind``: a registered name or a dotted path ``"pkg.mod:Class"``.
+
+    Raises:
+        ValueError: unknown kind (naming the valid ones), or a path that cannot be imported.
+    """
+    if ":" not in kind and kind not in MODELS:
+        raise ValueError(
+            f"unknown model kind {kind!r} (expected one of: {', '.join(sorted(MODELS))},"
+            " or 'package.module:Class')"
+        )
+    try:
+        return registry.resolve("model", kind)
+    except UnknownKind as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        raise ValueError(f"cannot import model {kind!r}: {cause}") from exc
 
 
 def make_model(kind: str, n_features: int, n_classes: int, **options: Any) -> Model:
@@ -48,7 +50,7 @@ def make_model(kind: str, n_features: int, n_classes: int, **options: Any) -> Mo
     Raises:
         ValueError: unknown kind, unknown option, or an option value out of range.
     """
-    cls = _resolve(kind)
+    cls = model_class(kind)
     valid = getattr(cls, "OPTIONS", None)
     if valid is not None:
         for option in options:

@@ -1,4 +1,7 @@
-"""Consistency models as swappable protocol actors: BSP, ASP, SSP(s), ESSP(s)."""
+"""Consistency models as swappable protocol actors: BSP, ASP, SSP(s), ESSP(s).
+
+They are registered by name (group ``"protocol"``) in ``actorml/builtins.py``.
+"""
 
 from .asp import ASP as ASP
 from .bsp import BSP as BSP
@@ -6,6 +9,4 @@ from .contract import ConsistencyProtocol as ConsistencyProtocol
 from .essp import ESSP as ESSP
 from .ssp import SSP as SSP
 
-PROTOCOLS = {"bsp": BSP, "asp": ASP, "ssp": SSP, "essp": ESSP}
-
-__all__ = ["ASP", "BSP", "ESSP", "PROTOCOLS", "SSP", "ConsistencyProtocol"]
+__all__ = ["ASP", "BSP", "ESSP", "SSP", "ConsistencyProtocol"]

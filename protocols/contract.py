@@ -32,6 +32,7 @@ import structlog
 from actorml import Actor, handler, message
 from actorml.messages import NodeDown
 from actorml.resume import resume_snapshot
+from actorml.topology.fields import checked, integer
 
 __all__ = [
     "Clocks",
@@ -44,6 +45,7 @@ __all__ = [
     "MinClock",
     "ReadOk",
     "Tick",
+    "staleness_field",
 ]
 
 
@@ -123,6 +125,15 @@ class Clocks:
     waiting: int
 
 
+def staleness_field(default: int) -> Any:
+    """The ``staleness`` field of a protocol that takes one: an integer >= 0.
+
+    Its validator is the one check of a staleness, whether the protocol is built in
+    Python or from ``[protocol]`` (which applies it, reporting ``protocol.staleness``).
+    """
+    return attrs.field(default=default, validator=checked(integer(0)))
+
+
 @attrs.define(eq=False)
 class ConsistencyProtocol(Actor):
     """Base protocol actor: keeps the vector of worker clocks and gates reads.
@@ -135,12 +146,13 @@ class ConsistencyProtocol(Actor):
         workers: the initial members; the gate counts them from the start, so a worker
             that joins late does not find the others far ahead.
         shards: shard actor names, told :class:`MinClock` when ``push_on_advance``.
-        staleness: ``s``; ignored by subclasses that fix it.
+        staleness: ``s``, an integer >= 0; subclasses that fix it (BSP, ASP) take none,
+            and ``[protocol]`` then gives them none.
     """
 
     workers: list[str] = attrs.field(factory=list)
     shards: list[str] = attrs.field(factory=list)
-    staleness: float = 0
+    staleness: float = staleness_field(0)
     push_on_advance: bool = False
     clocks: dict[str, int] = attrs.field(init=False, factory=dict)
     incarnations: dict[str, int] = attrs.field(init=False, factory=dict)

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from .contract import ConsistencyProtocol
-
-
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{attribute.name} must be an integer >= 0, got {value!r}")
+from .contract import ConsistencyProtocol, staleness_field
 
 
 @attrs.define(eq=False)
@@ -20,4 +15,4 @@ class SSP(ConsistencyProtocol):
     no worker runs more than ``staleness`` clocks ahead of the slowest.
     """
 
-    staleness: float = attrs.field(default=3, validator=_non_negative)
+    staleness: float = staleness_field(3)

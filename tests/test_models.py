@@ -164,6 +164,17 @@ class TestContract:
         with pytest.raises(ValueError, match=message):
             make_model(kind, 4, 2 if kind == "svm" else 3, **options)
 
+    def test_kinds_come_from_the_registry(self, monkeypatch):
+        """A model or optimiser registered by name is found by make_model/make_optimizer."""
+        from actorml import registry
+
+        monkeypatch.setattr(registry, "_groups", {g: dict(e) for g, e in registry._groups.items()})
+        registry.register("model", "logreg2", "actorml.models.logistic:LogisticRegression")
+        registry.register("optimizer", "sgd2", "actorml.models.optim:SGD")
+        assert "logreg2" in MODELS
+        assert make_model("logreg2", 3, 2).name == "logreg"
+        assert make_optimizer("sgd2", lr=0.1).name == "sgd"
+
     def test_dotted_path_kind(self):
         """A model class can be named by dotted path, as a user's own model would be."""
         model = make_model("actorml.models.logistic:LogisticRegression", 4, 2, l2=0.5)

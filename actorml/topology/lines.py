@@ -1,8 +1,10 @@
 """Line numbers for key paths in TOML text: tomllib gives none, so scan the raw text.
 
-`_scan_lines` maps key paths such as ``node[1].actor[0].kind`` (and table paths) to the
-line they first appear on; `_line_of` finds the line of a key path, falling back to its
-nearest enclosing table; `_join` builds those key paths. Knows nothing about topologies.
+`scan_lines` maps key paths such as ``node[1].actor[0].kind`` (and table paths) to the
+line they first appear on; `line_of` finds the line of a key path, falling back to its
+nearest enclosing table; `join` builds those key paths; an `Origin` (a source and its
+lines) turns a key path and a problem into a located `TopologyError`. Knows nothing
+about topologies.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from collections.abc import Mapping
 
 import attrs
 
+from ..errors import TopologyError
+
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _SEGMENT = re.compile(r'\.?(?:"(?:[^"\\]|\\.)*"|[^."\[]+)|\[\d+\]')
 
 
-def _join(prefix: str, key: str | int) -> str:
+def join(prefix: str, key: str | int) -> str:
     """Extend a key path: ``node[1]``, ``node[1].actor``, ``args."odd key"``."""
     if isinstance(key, int):
         return f"{prefix}[{key}]"
@@ -26,7 +30,7 @@ def _join(prefix: str, key: str | int) -> str:
     return f"{prefix}.{part}" if prefix else part
 
 
-def _line_of(lines: Mapping[str, int], key: str) -> int | None:
+def line_of(lines: Mapping[str, int], key: str) -> int | None:
     """The line of ``key``, else of the nearest enclosing table or key that has one."""
     if not lines or not key:
         return None
@@ -34,7 +38,24 @@ def _line_of(lines: Mapping[str, int], key: str) -> int | None:
     return next((lines[key[:e]] for e in reversed(ends) if key[:e] in lines), None)
 
 
-def _scan_lines(text: str) -> dict[str, int]:
+@attrs.frozen
+class Origin:
+    """Where a topology came from: its source (a path, ``"<string>"``, ``"<dict>"``) and
+    the first line of each key path in it (empty when there is no text)."""
+
+    source: str
+    lines: Mapping[str, int] = attrs.field(eq=False)
+
+    def error(self, key: str, problem: str) -> TopologyError:
+        """``problem`` at ``key``, located in this source."""
+        return TopologyError(key, problem, source=self.source, line=line_of(self.lines, key))
+
+    def locate(self, exc: TopologyError) -> TopologyError:
+        """``exc`` located in this source, unless it already names a source."""
+        return exc if exc.source is not None else self.error(exc.key, exc.problem)
+
+
+def scan_lines(text: str) -> dict[str, int]:
     """Map key paths (``node[1].actor[0].kind``) and table paths to their first line."""
     lines: dict[str, int] = {}
     with contextlib.suppress(Exception):  # line numbers are a courtesy: never fail on them
@@ -61,7 +82,7 @@ def _scan_into(text: str, lines: dict[str, int]) -> None:
             parsed = _parse_key(s, 2)
             if parsed and s.startswith("]]", parsed[1]):
                 parts = parsed[0]
-                path = _join(_resolve(parts[:-1], aot_counts), parts[-1])
+                path = join(_resolve(parts[:-1], aot_counts), parts[-1])
                 count = aot_counts[path] = aot_counts.get(path, 0) + 1
                 table = f"{path}[{count - 1}]"
                 lines.setdefault(path, lineno)
@@ -76,7 +97,7 @@ def _scan_into(text: str, lines: dict[str, int]) -> None:
             if parsed and s.startswith("=", parsed[1]):
                 path = table
                 for part in parsed[0]:
-                    path = _join(path, part)
+                    path = join(path, part)
                     lines.setdefault(path, lineno)
                 _scan_value(s[parsed[1] + 1 :], state)
 
@@ -84,7 +105,7 @@ def _scan_into(text: str, lines: dict[str, int]) -> None:
 def _resolve(parts: list[str], aot_counts: Mapping[str, int]) -> str:
     path = ""
     for part in parts:
-        path = _join(path, part)
+        path = join(path, part)
         if path in aot_counts:
             path = f"{path}[{aot_counts[path] - 1}]"
     return path

@@ -1,27 +1,28 @@
 """Checks that need imports: resolving actor kinds and checking their ``args``.
 
-Loading a topology never imports user code; `check_topology` (behind `Topology.check`)
-does, through the registry.
+Loading a topology never imports user code; `check_actors` (behind `check_topology` and
+`Topology.check`) does, through the registry.
 """
 
 from __future__ import annotations
 
 import types
 import typing
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import attrs
 
-from . import registry
-from .errors import TopologyError, UnknownKind
-from .toml_lines import _join, _line_of
-from .topology_fields import _describe, _unknown
+from .. import registry
+from ..errors import TopologyError, UnknownKind
+from .fields import describe, unknown_option
+from .lines import Origin, join
+from .specs import ActorSpec, NodeSpec
 
-if TYPE_CHECKING:
-    from .topology import ActorSpec, Topology
+__all__ = ["check_actors"]
 
 
-def check_topology(topology: Topology, *, resolve_kinds: bool = True) -> list[TopologyError]:
+def check_actors(nodes: Iterable[NodeSpec], origin: Origin | None) -> list[TopologyError]:
     """All problems found by resolving actor kinds and checking their ``args``.
 
     Each actor ``kind`` is resolved with ``registry.resolve("actor", kind)``. When the
@@ -31,14 +32,11 @@ def check_topology(topology: Topology, *, resolve_kinds: bool = True) -> list[To
     type (an integer is accepted for a float). Fields with a converter are not type-checked.
 
     Returns:
-        The problems in file order; empty when the topology is sound.
+        The problems in file order, located in ``origin`` when there is one.
     """
-    origin = topology._origin
-    source, lines = (origin.source, origin.lines) if origin else (None, {})
+    locate: Callable[[str, str], TopologyError] = origin.error if origin else TopologyError
     problems: list[TopologyError] = []
-    if not resolve_kinds:
-        return problems
-    for i, node in enumerate(topology.nodes):
+    for i, node in enumerate(nodes):
         for j, actor in enumerate(node.actors):
             path = f"node[{i}].actor[{j}]"
             try:
@@ -46,11 +44,8 @@ def check_topology(topology: Topology, *, resolve_kinds: bool = True) -> list[To
             except UnknownKind as exc:
                 found = [(f"{path}.kind", str(exc))]
             else:
-                found = [(_join(f"{path}.args", k), p) for k, p in _args_problems(cls, actor)]
-            problems += [
-                TopologyError(key, problem, source=source, line=_line_of(lines, key))
-                for key, problem in found
-            ]
+                found = [(join(f"{path}.args", k), p) for k, p in _args_problems(cls, actor)]
+            problems += [locate(key, problem) for key, problem in found]
     return problems
 
 
@@ -67,12 +62,12 @@ def _args_problems(cls: type, actor: ActorSpec) -> list[tuple[str, str]]:
     for key, value in actor.args.items():
         field = fields.get(key)
         if field is None:
-            problems.append((key, _unknown(key, fields, noun="argument", of=of)))
+            problems.append((key, unknown_option(key, fields, noun="argument", of=of)))
             continue
         tp = hints.get(field.name, field.type)
         expected = _expect(tp)
         if field.converter is None and expected and not _matches(tp, value):
-            problems.append((key, f"expected {expected}, got {_describe(value)}"))
+            problems.append((key, f"expected {expected}, got {describe(value)}"))
     for key, field in fields.items():
         if field.default is attrs.NOTHING and key not in actor.args:
             expected = _expect(hints.get(field.name, field.type)) or "a value"

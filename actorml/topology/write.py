@@ -12,10 +12,10 @@ from typing import Any
 import attrs
 import tomli_w
 
-from .topology_fields import _plain
+from .fields import plain
 
 
-def _spec_dict(spec: Any) -> dict[str, Any]:
+def spec_dict(spec: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in attrs.fields(type(spec)):
         value = getattr(spec, field.name)
@@ -24,11 +24,11 @@ def _spec_dict(spec: Any) -> dict[str, Any]:
         if isinstance(value, enum.Enum):
             value = value.value
         elif attrs.has(type(value)):
-            value = _spec_dict(value)
+            value = spec_dict(value)
         elif isinstance(value, tuple):
-            value = [_spec_dict(item) for item in value]
+            value = [spec_dict(item) for item in value]
         elif isinstance(value, Mapping):
-            value = _plain(value)
+            value = plain(value)
         out[_TOML_NAMES.get(field.name, field.name)] = value
     return out
 
@@ -36,17 +36,17 @@ def _spec_dict(spec: Any) -> dict[str, Any]:
 _TOML_NAMES = {"actors": "actor", "nodes": "node"}
 
 
-def _emit(path: str, table: Mapping[str, Any], *, aot: bool = False) -> list[str]:
+def emit_table(path: str, table: Mapping[str, Any], *, aot: bool = False) -> list[str]:
     """``[path]`` (or ``[[path]]``) then scalars, then sub-tables, always in block form."""
     scalars = {k: v for k, v in table.items() if not isinstance(v, Mapping) and not _is_aot(v)}
     chunks = [f"[[{path}]]\n" if aot else f"[{path}]\n", tomli_w.dumps(scalars)]
     for key, value in table.items():  # sub-tables first: they belong to this table
         if isinstance(value, Mapping):
-            chunks += ["\n", *_emit(f"{path}.{_toml_key(key)}", value)]
+            chunks += ["\n", *emit_table(f"{path}.{toml_key(key)}", value)]
     for key, value in table.items():
         if _is_aot(value):
             for item in value:
-                chunks += ["\n", *_emit(f"{path}.{_toml_key(key)}", item, aot=True)]
+                chunks += ["\n", *emit_table(f"{path}.{toml_key(key)}", item, aot=True)]
     return chunks
 
 
@@ -58,5 +58,5 @@ def _is_aot(value: Any) -> bool:
     )
 
 
-def _toml_key(key: str) -> str:
+def toml_key(key: str) -> str:
     return tomli_w.dumps({key: 0}).rsplit(" = ", 1)[0]

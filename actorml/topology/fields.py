@@ -1,8 +1,10 @@
-"""Checking topology values: the validators and converters behind the spec classes.
+"""Checking topology values: the attrs validators and converters behind the spec classes.
 
-Shared by the Python constructors and the TOML loader. A validator raises `_FieldError`
-naming the field; the loader turns it into a `TopologyError` (defined here, for every
-topology module to raise) located in the file.
+Shared by the Python constructors, the TOML loader and every class whose values a
+topology carries (the ``[job]`` config, the protocols): a value is validated once, by
+the class that holds it. A validator wrapped in `checked` raises `FieldError` naming the
+field; whoever builds from a file turns it into a `TopologyError` located there.
+Imports nothing of the topology package.
 """
 
 from __future__ import annotations
@@ -10,17 +12,18 @@ from __future__ import annotations
 import contextlib
 import datetime
 import difflib
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
-from . import registry
-from .supervisor import Restart, Strategy
+from .. import registry
+from ..supervisor import Restart, Strategy
 
 # -- validation shared by the Python constructors and the TOML loader ------------------
 
 
-class _FieldError(Exception):
+class FieldError(Exception):
     """A field failed validation; ``field`` is a key path relative to the object built."""
 
     def __init__(self, field: str, problem: str) -> None:
@@ -29,21 +32,21 @@ class _FieldError(Exception):
         self.problem = problem
 
 
-class _FieldTypeError(_FieldError, TypeError):
+class FieldTypeError(FieldError, TypeError):
     pass
 
 
-class _FieldValueError(_FieldError, ValueError):
+class FieldValueError(FieldError, ValueError):
     pass
 
 
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _NAME_MAX = 64  # names end up in ipc socket paths, which are limited to ~100 bytes
 _ADDRESS_RE = re.compile(r"^(?:ipc|inproc|tcp[46]?|tls\+tcp[46]?|ws|wss)://\S+$")
 _TOML_SCALARS = (str, int, float, bool, datetime.date, datetime.time)
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
     """A short, user-facing description of a value: ``string '64'``, ``integer 3``."""
     if value is None:
         return "nothing"
@@ -62,57 +65,75 @@ def _describe(value: object) -> str:
     return f"{noun} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
-def _checked(check: Callable[[Any], None]) -> Callable[[Any, Any, Any], None]:
+def checked(check: Callable[[Any], None]) -> Callable[[Any, Any, Any], None]:
     """An attrs validator around ``check`` that names the field in the error."""
 
     def validate(instance: Any, attribute: Any, value: Any) -> None:
         try:
             check(value)
         except TypeError as exc:
-            raise _FieldTypeError(attribute.name, str(exc)) from None
+            raise FieldTypeError(attribute.name, str(exc)) from None
         except ValueError as exc:
-            raise _FieldValueError(attribute.name, str(exc)) from None
+            raise FieldValueError(attribute.name, str(exc)) from None
 
     return validate
 
 
-def _int(minimum: Literal[0, 1], maximum: int | None = None) -> Callable[[Any], None]:
+def integer(minimum: Literal[0, 1], maximum: int | None = None) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"expected an integer, got {_describe(value)}")
+            raise TypeError(f"expected an integer, got {describe(value)}")
         if maximum is not None and not minimum <= value <= maximum:
             raise ValueError(
-                f"expected an integer from {minimum} to {maximum}, got {_describe(value)}"
+                f"expected an integer from {minimum} to {maximum}, got {describe(value)}"
             )
         if value < minimum:
             what = "a positive" if minimum == 1 else "a non-negative"
-            raise ValueError(f"expected {what} integer, got {_describe(value)}")
+            raise ValueError(f"expected {what} integer, got {describe(value)}")
 
     return check
 
 
-def _number(*, positive: bool) -> Callable[[Any], None]:
+def number(*, positive: bool) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"expected a number, got {_describe(value)}")
+            raise TypeError(f"expected a number, got {describe(value)}")
         if not (value > 0 if positive else value >= 0):  # also rejects nan
             what = "positive" if positive else "non-negative"
-            raise ValueError(f"expected a {what} number, got {_describe(value)}")
+            raise ValueError(f"expected a {what} number, got {describe(value)}")
 
     return check
 
 
-def _string(value: Any) -> None:
+def number_in(low: float, high: float = math.inf) -> Callable[[Any], None]:
+    """A number from ``low`` to ``high`` (inclusive); integers count as numbers."""
+
+    def check(value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a number, got {describe(value)}")
+        if not low <= value <= high:  # also rejects nan
+            bound = f"from {low:g} to {high:g}" if high < math.inf else f">= {low:g}"
+            raise ValueError(f"expected a number {bound}, got {describe(value)}")
+
+    return check
+
+
+def boolean(value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {describe(value)}")
+
+
+def nonempty_string(value: Any) -> None:
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {_describe(value)}")
+        raise TypeError(f"expected a string, got {describe(value)}")
     if not value.strip():
-        raise ValueError(f"expected a non-empty string, got {_describe(value)}")
+        raise ValueError(f"expected a non-empty string, got {describe(value)}")
 
 
-def _choice(what: str, choices: Iterable[str]) -> Callable[[Any], None]:
+def choice(what: str, choices: Iterable[str]) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if not isinstance(value, str):
-            raise TypeError(f"expected a string, got {_describe(value)}")
+            raise TypeError(f"expected a string, got {describe(value)}")
         if value not in choices:
             valid = ", ".join(sorted(choices))
             raise ValueError(f"unknown {what} {value!r} (expected one of: {valid})")
@@ -120,10 +141,10 @@ def _choice(what: str, choices: Iterable[str]) -> Callable[[Any], None]:
     return check
 
 
-def _name(value: Any) -> None:
+def valid_name(value: Any) -> None:
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {_describe(value)}")
-    if not _NAME_RE.match(value):
+        raise TypeError(f"expected a string, got {describe(value)}")
+    if not NAME_RE.match(value):
         raise ValueError(
             f"invalid name {value!r} (expected a letter followed by letters, digits, "
             "'_', '.' or '-')"
@@ -135,20 +156,20 @@ def _name(value: Any) -> None:
         )
 
 
-def _kind(value: Any) -> None:
+def valid_kind(value: Any) -> None:
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {_describe(value)}")
+        raise TypeError(f"expected a string, got {describe(value)}")
     if not registry.is_valid_kind(value):
         raise ValueError(
             f"invalid kind {value!r} (expected a registered kind or 'pkg.module:Class')"
         )
 
 
-def _address(value: Any) -> None:
+def valid_address(value: Any) -> None:
     if value is None:
         return
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {_describe(value)}")
+        raise TypeError(f"expected a string, got {describe(value)}")
     if not _ADDRESS_RE.match(value):
         raise ValueError(
             f"invalid address {value!r} (expected an nng url such as "
@@ -156,20 +177,20 @@ def _address(value: Any) -> None:
         )
 
 
-def _optional_positive_int(value: Any) -> None:
+def optional_positive_int(value: Any) -> None:
     if value is not None:
-        _int(1)(value)
+        integer(1)(value)
 
 
-def _args(value: Any) -> None:
+def toml_args(value: Any) -> None:
     if not isinstance(value, Mapping):
-        raise TypeError(f"expected a table, got {_describe(value)}")
+        raise TypeError(f"expected a table, got {describe(value)}")
     for key, item in value.items():
         if not isinstance(key, str):
-            raise TypeError(f"expected string keys, got {_describe(key)}")
+            raise TypeError(f"expected string keys, got {describe(key)}")
         bad = _non_toml(item)
         if bad is not None:
-            raise TypeError(f"value of {key!r} is not a toml value (got {_describe(bad)})")
+            raise TypeError(f"value of {key!r} is not a toml value (got {describe(bad)})")
 
 
 def _non_toml(value: Any) -> Any:
@@ -183,21 +204,21 @@ def _non_toml(value: Any) -> Any:
     return value
 
 
-def _items(cls: type) -> Callable[[Any], None]:
+def items_of(cls: type) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if not isinstance(value, tuple):
-            raise TypeError(f"expected a tuple of {cls.__name__}, got {_describe(value)}")
+            raise TypeError(f"expected a tuple of {cls.__name__}, got {describe(value)}")
         for item in value:
             if not isinstance(item, cls):
-                raise TypeError(f"expected {cls.__name__} items, got {_describe(item)}")
+                raise TypeError(f"expected {cls.__name__} items, got {describe(item)}")
 
     return check
 
 
-def _instance(cls: type) -> Callable[[Any], None]:
+def instance_of(cls: type) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if not isinstance(value, cls):
-            raise TypeError(f"expected a {cls.__name__}, got {_describe(value)}")
+            raise TypeError(f"expected a {cls.__name__}, got {describe(value)}")
 
     return check
 
@@ -206,48 +227,48 @@ def _instance(cls: type) -> Callable[[Any], None]:
 # convert alone so that the validator reports it with the field's name.
 
 
-def _to_strategy(value: Any) -> Any:
+def to_strategy(value: Any) -> Any:
     with contextlib.suppress(ValueError, TypeError):
         return Strategy(value)
     return value
 
 
-def _to_restart(value: Any) -> Any:
+def to_restart(value: Any) -> Any:
     with contextlib.suppress(ValueError, TypeError):
         return Restart(value)
     return value
 
 
-def _to_float(value: Any) -> Any:
+def to_float(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         with contextlib.suppress(OverflowError):  # a huge int stays an int, still a number
             return float(value)
     return value
 
 
-def _to_tuple(value: Any) -> Any:
+def to_tuple(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _to_args(value: Any) -> Any:
-    return _plain(value) if isinstance(value, Mapping) else value
+def to_args(value: Any) -> Any:
+    return plain(value) if isinstance(value, Mapping) else value
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A deep copy as plain dicts and lists, so Python-built and loaded specs compare equal."""
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
-def _unknown(key: str, valid: Iterable[str], noun: str = "option", of: str = "") -> str:
+def unknown_option(key: str, valid: Iterable[str], noun: str = "option", of: str = "") -> str:
     valid = sorted(valid)
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown {noun}{of}{hint} (valid {noun}s: {', '.join(valid) or 'none'})"
 
 
-def _hint(text: str) -> dict[str, str]:
+def hint(text: str) -> dict[str, str]:
     return {"hint": text}
