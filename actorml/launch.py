@@ -46,7 +46,7 @@ from .groups import sole
 from .log import configure_logging
 from .messages import ActorRef
 from .node import LAUNCHER_NODE, JobComplete, Node
-from .nodeproc import node_address, placement
+from .nodestart import node_address, placement
 from .process import ChildProcess, spawn
 from .resume import mark_resume
 from .supervisor import RestartIntensity, Strategy

@@ -22,7 +22,7 @@ from .control import LauncherControl
 from .groups import sole
 from .messages import ActorRef
 from .node import LAUNCHER_NODE, JobComplete, Node
-from .nodeproc import actor_child, placement
+from .nodestart import actor_child, placement
 from .supervisor import Supervisor
 from .topology import Topology
 from .transport import Transport
