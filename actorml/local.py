@@ -22,7 +22,7 @@ from .control import LauncherControl
 from .groups import sole
 from .messages import ActorRef, JobComplete
 from .node import LAUNCHER_NODE, Node
-from .nodeproc import actor_child, placement
+from .nodestart import actor_child, placement
 from .supervisor import Supervisor
 from .topology import Topology
 from .transport import Transport

@@ -10,82 +10,27 @@ also exits if its parent changes.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
 import trio
 
-from . import registry
-from .actor import Actor, run_actor
+from .actor import run_actor
 from .control import NodeControl
 from .errors import SupervisorGaveUp
 from .log import configure_logging
 from .messages import Heartbeat, NodeGaveUp, NodeHello, NodeIdle, NodeReady
 from .node import LAUNCHER, LAUNCHER_NODE, Node
-from .supervisor import ChildSpec, Supervisor
-from .topology import ActorSpec, Topology
+from .nodestart import actor_child, node_address, placement
+from .supervisor import Supervisor
+from .topology import Topology
 from .transport import NngTransport
 
-__all__ = ["EXIT_GAVE_UP", "actor_child", "node_address", "run_node_process"]
+__all__ = ["EXIT_GAVE_UP", "run_node_process"]
 
 EXIT_GAVE_UP = 3
-
-
-def node_address(topology: Topology, name: str, socket_dir: Path) -> str:
-    """Where node ``name`` listens: an ipc socket in ``socket_dir``, or tcp."""
-    cluster = topology.cluster
-    if name != LAUNCHER_NODE:
-        explicit = topology.node(name).address
-        if explicit:
-            return explicit
-    if cluster.transport == "tcp":
-        if not cluster.base_port:
-            return f"tcp://{cluster.host}:0"
-        # The launcher takes base_port, node i (in topology order) base_port + 1 + i.
-        names = [n.name for n in topology.nodes]
-        offset = 0 if name == LAUNCHER_NODE else 1 + names.index(name)
-        return f"tcp://{cluster.host}:{cluster.base_port + offset}"
-    return f"ipc://{socket_dir}/{name}.sock"
-
-
-def placement(topology: Topology) -> dict[str, str]:
-    """Actor name -> node name for every actor of the topology."""
-    return {a.name: n.name for n in topology.nodes for a in n.actors}
-
-
-def actor_child(
-    node: Node,
-    spec: ActorSpec,
-    default_mailbox: int,
-    *,
-    on_create: Callable[[str, Actor], object] | None = None,
-) -> ChildSpec:
-    """A supervisor child that runs the actor ``spec`` describes on ``node``.
-
-    ``on_create(name, instance)`` is called with every new incarnation (tests use it).
-    """
-    cls = registry.resolve("actor", spec.kind)
-    args = dict(spec.args)
-
-    def factory() -> Actor:
-        actor: Actor = cls(**args)
-        if on_create is not None:
-            on_create(spec.name, actor)
-        return actor
-
-    return ChildSpec(
-        name=spec.name,
-        start=functools.partial(
-            run_actor, node, spec.name, factory, spec.mailbox_size or default_mailbox
-        ),
-        restart=spec.restart,
-        shutdown_timeout_s=spec.shutdown_timeout_s,
-        stop=functools.partial(node.stop_actor, spec.name),
-    )
 
 
 async def run_node_process(

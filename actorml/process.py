@@ -18,12 +18,19 @@ from collections.abc import Mapping, Sequence
 import attrs
 import trio
 
-__all__ = ["ChildProcess", "spawn"]
+__all__ = ["ChildProcess", "die_with_parent", "spawn"]
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (``PR_SET_PDEATHSIG``).
+
+    Meant as ``subprocess.Popen(..., preexec_fn=die_with_parent)``: it runs in the child
+    between fork and exec, and the setting survives the exec. "Parent" is the *thread*
+    that forked, so fork from a thread that lives as long as the parent should (see the
+    module docstring).
+    """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
@@ -80,6 +87,6 @@ def spawn(command: Sequence[str], *, env: Mapping[str, str]) -> ChildProcess:
     order in which nodes stop.
     """
     popen = subprocess.Popen(
-        list(command), env=dict(env), start_new_session=True, preexec_fn=_die_with_parent
+        list(command), env=dict(env), start_new_session=True, preexec_fn=die_with_parent
     )
     return ChildProcess(popen, os.pidfd_open(popen.pid))

@@ -27,6 +27,7 @@ __all__ = [
     "NngTransport",
     "Outbox",
     "Transport",
+    "bound_address",
 ]
 
 DEFAULT_RECV_MAX_SIZE = 256 * 1024 * 1024
@@ -175,6 +176,19 @@ class _NngOutbox:
         _close(self.socket, self._fd)
 
 
+def bound_address(socket: pynng.Socket, address: str) -> str:
+    """The address ``socket``, listening on ``address``, can be dialed at.
+
+    ``tcp://HOST:0`` asks the OS for a free port; the answer names the port it chose.
+    Any other address is returned as it is.
+    """
+    if address.startswith("tcp://") and address.endswith(":0"):
+        # pynng reports sa_port as stored: in network byte order.
+        port = _socket.ntohs(socket.listeners[0].local_address.port)
+        return f"{address.rsplit(':', 1)[0]}:{port}"
+    return address
+
+
 def _close(socket: pynng.Socket, fd: int) -> None:
     try:
         trio.lowlevel.notify_closing(fd)  # wakes a task waiting on the fd
@@ -206,12 +220,7 @@ class NngTransport:
         except pynng.NNGException:
             socket.close()
             raise
-        bound = address
-        if address.startswith("tcp://") and address.endswith(":0"):
-            # pynng reports sa_port as stored: in network byte order.
-            port = _socket.ntohs(socket.listeners[0].local_address.port)
-            bound = f"{address.rsplit(':', 1)[0]}:{port}"
-        return _NngInbox(bound, socket)
+        return _NngInbox(bound_address(socket, address), socket)
 
     def connect(self, address: str) -> Outbox:
         socket = pynng.Push0(recv_max_size=self.recv_max_size)

@@ -24,7 +24,7 @@ from actorml import Actor, ActorGone, handler
 from actorml.messages import NodeDown
 from actorml.models import load_dataset
 from actorml.models.base import Model
-from actorml.models.data import Dataset, partition
+from actorml.models.dataset import Dataset, partition
 from actorml.protocols.contract import Clocks, GetClocks
 from actorml.resume import resume_snapshot, snapshot_directory
 

@@ -21,7 +21,7 @@ from actorml import Actor, ActorGone, AskTimeout, NodeUnreachable, RemoteError, 
 from actorml.groups import sole
 from actorml.models import load_dataset
 from actorml.models.base import Model, localize, take_rows
-from actorml.models.data import partition
+from actorml.models.dataset import partition
 from actorml.protocols.contract import Join, Leave, MayRead, ReadOk, Tick
 
 from .cache import RowCache

@@ -19,13 +19,11 @@ path, as with the actors, which it drives with asks.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import math
 import os
 import shutil
 import signal
-import socket as _socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +33,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from actorml.process import die_with_parent
+from actorml.transport import bound_address
 
 __all__ = [
     "BENCH_KINDS",
@@ -55,7 +56,6 @@ __all__ = [
     "write_nested_json",
 ]
 
-_PR_SET_PDEATHSIG = 1
 _ACK_LIMIT = 64  # messages shorter than this on a bandwidth pipe are control messages
 
 
@@ -154,11 +154,6 @@ def scratch_dir() -> Iterator[Path]:
 # --- helper processes ------------------------------------------------------------
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
 class Helper:
     """A baseline process started by :func:`spawn`, driven one line at a time."""
 
@@ -219,14 +214,6 @@ def _ready(out: IO[str], *addresses: str) -> None:
     out.flush()
 
 
-def _bound(socket: Any, address: str) -> str:
-    if address.startswith("tcp://") and address.endswith(":0"):
-        # pynng reports sa_port as stored: in network byte order.
-        port = _socket.ntohs(socket.listeners[0].local_address.port)
-        return f"{address.rsplit(':', 1)[0]}:{port}"
-    return address
-
-
 def _commands() -> Iterable[int]:
     for line in sys.stdin:
         yield int(line)
@@ -239,7 +226,7 @@ def _raw_rep(address: str) -> None:
     async def serve() -> None:
         with pynng.Rep0() as socket:
             socket.listen(address)
-            _ready(sys.stdout, _bound(socket, address))
+            _ready(sys.stdout, bound_address(socket, address))
             while True:
                 message = await socket.arecv_msg()
                 await socket.asend(message.bytes)
@@ -278,7 +265,7 @@ def _raw_rep_sync(address: str) -> None:
 
     with pynng.Rep0() as socket:
         socket.listen(address)
-        _ready(sys.stdout, _bound(socket, address))
+        _ready(sys.stdout, bound_address(socket, address))
         while True:
             socket.send(socket.recv_msg().bytes)
 
@@ -312,7 +299,7 @@ def _raw_pull(address: str, back: str, recv_max_size: int) -> None:
     ):
         inbox.listen(address)
         acks.listen(back)
-        _ready(sys.stdout, _bound(inbox, address), _bound(acks, back))
+        _ready(sys.stdout, bound_address(inbox, address), bound_address(acks, back))
         count = nbytes = 0
         while True:
             message = inbox.recv_msg()
@@ -396,7 +383,7 @@ def spawn_script(script: Path, *commands: Sequence[str]) -> list[Helper]:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             helpers.append(Helper(process))
         for helper in helpers:
@@ -420,24 +407,11 @@ BENCH_KINDS = {
 def training_topology(name: str, sections: Mapping[str, Any], run_root: Path) -> Any:
     """A training job's Topology: ``sections`` ([job], [data], [model], [optimizer],
     [protocol]) expanded into nodes as ``actorml up`` would, with :data:`BENCH_KINDS`."""
-    from actorml.actors.job import (
-        DataSection,
-        JobSection,
-        ModelSection,
-        OptimizerSection,
-        ProtocolSection,
-        training_nodes,
-    )
+    from actorml.actors.job import JobSection
     from actorml.topology import Topology
 
-    nodes = training_nodes(
-        JobSection.validate(dict(sections["job"]), "job"),
-        ModelSection.validate(dict(sections["model"]), "model"),
-        DataSection.validate(dict(sections["data"]), "data"),
-        OptimizerSection.validate(dict(sections.get("optimizer", {})), "optimizer"),
-        ProtocolSection.validate(dict(sections.get("protocol", {})), "protocol"),
-    )
-    for node in nodes:
+    expanded = JobSection.expand(dict(sections))
+    for node in expanded["node"]:
         for actor in node["actor"]:
             actor["kind"] = BENCH_KINDS.get(actor["kind"], actor["kind"])
     # Generous deadlines: on a shared two-core machine seven processes importing numpy
@@ -445,7 +419,7 @@ def training_topology(name: str, sections: Mapping[str, Any], run_root: Path) ->
     cluster = {"name": name, "transport": "ipc", "log_level": "warning",
                "run_dir": str(run_root), "ask_timeout_s": 120.0,
                "ready_timeout_s": 300.0}  # fmt: skip
-    return Topology.from_dict({"cluster": cluster, **sections, "node": nodes})
+    return Topology.from_dict({"cluster": cluster, **expanded})
 
 
 async def start_together(cluster: Any, workers: Sequence[str]) -> list[Any]:

@@ -15,9 +15,9 @@ from .base import init_tables as init_tables
 from .base import localize as localize
 from .base import select_columns as select_columns
 from .base import take_rows as take_rows
-from .data import Dataset as Dataset
 from .data import load_dataset as load_dataset
-from .data import partition as partition
+from .dataset import Dataset as Dataset
+from .dataset import partition as partition
 from .logistic import LogisticRegression as LogisticRegression
 from .mlp import MLP as MLP
 from .optim import OPTIMIZERS as OPTIMIZERS

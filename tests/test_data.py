@@ -1,4 +1,4 @@
-"""Dataset sources and worker partitions."""
+"""Dataset sources: the built-in ones, and sources registered as kinds."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import gzip
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import given
-from hypothesis import strategies as st
-from sklearn.datasets import dump_svmlight_file, load_breast_cancer
+from sklearn.datasets import dump_svmlight_file
 
-from actorml.models import Dataset, load_dataset, partition
-from actorml.models.data import FASHION_MNIST_DIR
+from actorml import registry
+from actorml.models import Dataset, load_dataset
+from actorml.models.data import FASHION_MNIST_DIR, SOURCES
+from actorml.models.dataset import SPLIT, finish, take_options
 
 
 def _check_dataset(data: Dataset, n_features: int, n_classes: int) -> None:
@@ -67,13 +67,6 @@ class TestSklearn:
         data = load_dataset("sklearn:wine", test_size=0.5)
         assert data.y_test.size == 89
 
-    def test_to_sparse(self):
-        """to_sparse keeps the values and makes CSR features."""
-        data = load_dataset("sklearn:iris")
-        sparse = data.to_sparse()
-        assert sp.issparse(sparse.X_train)
-        np.testing.assert_array_equal(sparse.X_train.toarray(), data.X_train)
-
 
 class TestErrors:
     def test_unknown_source(self):
@@ -85,6 +78,14 @@ class TestErrors:
             r" generated:classification, generated:sparse\)$",
         ):
             load_dataset("kaggle:titanic")
+
+    @pytest.mark.parametrize(
+        "source", ["npz", "libsvm:", "fashion_mnist:train", "generated:regression", "kaggle"]
+    )
+    def test_spec_the_source_does_not_take(self, source):
+        """A known scheme with a spec its source does not take is an unknown source too."""
+        with pytest.raises(ValueError, match=rf"^unknown dataset source '{source}' \(expected"):
+            load_dataset(source)
 
     def test_unknown_sklearn_name(self):
         """20newsgroups is not bundled with scikit-learn, so it is not offered."""
@@ -296,28 +297,53 @@ class TestGenerated:
         assert np.mean(predicted == data.y_train) > 0.9
 
 
-class TestPartition:
-    @given(n_rows=st.integers(0, 500), n_parts=st.integers(1, 40))
-    def test_covers_every_row_once(self, n_rows, n_parts):
-        """The parts cover all rows exactly once, in order, sizes within one row."""
-        parts = [partition(n_rows, n_parts, p) for p in range(n_parts)]
-        covered = np.concatenate([np.arange(n_rows)[s] for s in parts])
-        np.testing.assert_array_equal(covered, np.arange(n_rows))
-        sizes = [s.stop - s.start for s in parts]
-        assert max(sizes) - min(sizes) <= 1
+class MineSource:
+    """A user's source: rows 0..n-1, labelled by parity, split like the built-in ones."""
 
-    def test_rejects_bad_parts(self):
-        """A part outside [0, n_parts) is an error."""
-        with pytest.raises(ValueError, match=r"^part must lie in \[0, 3\), got 3$"):
-            partition(10, 3, 3)
-        with pytest.raises(ValueError, match=r"^n_parts must be >= 1, got 0$"):
-            partition(10, 0, 0)
+    @classmethod
+    def accepts(cls, spec: str) -> bool:
+        return spec.isdigit()
 
-    def test_dataset_partition(self):
-        """Dataset.partition hands each worker its block of the training rows."""
-        data = load_dataset("sklearn:breast_cancer")
-        X, y = data.partition(4, 3)
-        assert y.size == data.y_train.size // 4
-        np.testing.assert_array_equal(X, data.X_train[-y.size :])
-        sizes = [data.partition(4, p)[1].size for p in range(4)]
-        assert sum(sizes) == data.y_train.size == load_breast_cancer().target.size - 143
+    @classmethod
+    def load(cls, source, spec, options):
+        opts = take_options(source, options, {**SPLIT, "standardize": False})
+        n = int(spec)
+        X = np.arange(2.0 * n).reshape(n, 2)
+        return finish(source, X, np.arange(n) % 2, opts, {"spec": spec})
+
+
+@pytest.fixture(name="sources")
+def _sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry as it is, in a copy this test may add to."""
+    monkeypatch.setattr(
+        registry, "_groups", {group: dict(kinds) for group, kinds in registry._groups.items()}
+    )
+
+
+class TestRegisteredSources:
+    def test_builtin_schemes_are_registered_kinds(self):
+        """Every built-in scheme resolves through the registry to a class with load."""
+        schemes = {form.partition(":")[0] for form in SOURCES}
+        assert schemes <= set(registry.known("source"))
+        for scheme in schemes:
+            assert callable(registry.resolve("source", scheme).load)
+
+    def test_user_source_loads_through_load_dataset(self, sources):
+        """A source registered by a user loads as 'NAME:SPEC', options and all."""
+        registry.register("source", "mine", MineSource)
+        data = load_dataset("mine:40", seed=2, test_size=0.5)
+        assert (data.name, data.n_features, data.n_classes) == ("mine:40", 2, 2)
+        assert data.y_train.size == data.y_test.size == 20
+        assert data.meta["spec"] == "40"
+
+    def test_user_source_errors(self, sources):
+        """The user's source checks its options; a spec it refuses is an unknown source."""
+        registry.register("source", "mine", MineSource)
+        with pytest.raises(ValueError, match=r"^unknown option 'shuffle' for 'mine:4' "):
+            load_dataset("mine:4", shuffle=True)
+        with pytest.raises(
+            ValueError,
+            match=r"^unknown dataset source 'mine:many' \(expected one of: sklearn:<name>,"
+            r" .*, generated:sparse, mine:<spec>\)$",
+        ):
+            load_dataset("mine:many")

@@ -1,0 +1,75 @@
+"""What starting a node takes from a topology: addresses, placement, supervised actors.
+
+The launcher (:mod:`actorml.launch`), the in-process cluster (:mod:`actorml.local`) and
+the node process itself (:mod:`actorml.nodeproc`) all start nodes from the same
+:class:`~actorml.topology.Topology`; they agree on where each node listens, which node
+runs which actor, and how an actor spec becomes a supervisor child by asking this
+module.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+from . import registry
+from .actor import Actor, run_actor
+from .node import LAUNCHER_NODE, Node
+from .supervisor import ChildSpec
+from .topology import ActorSpec, Topology
+
+__all__ = ["actor_child", "node_address", "placement"]
+
+
+def node_address(topology: Topology, name: str, socket_dir: Path) -> str:
+    """Where node ``name`` listens: an ipc socket in ``socket_dir``, or tcp."""
+    cluster = topology.cluster
+    if name != LAUNCHER_NODE:
+        explicit = topology.node(name).address
+        if explicit:
+            return explicit
+    if cluster.transport == "tcp":
+        if not cluster.base_port:
+            return f"tcp://{cluster.host}:0"
+        # The launcher takes base_port, node i (in topology order) base_port + 1 + i.
+        names = [n.name for n in topology.nodes]
+        offset = 0 if name == LAUNCHER_NODE else 1 + names.index(name)
+        return f"tcp://{cluster.host}:{cluster.base_port + offset}"
+    return f"ipc://{socket_dir}/{name}.sock"
+
+
+def placement(topology: Topology) -> dict[str, str]:
+    """Actor name -> node name for every actor of the topology."""
+    return {a.name: n.name for n in topology.nodes for a in n.actors}
+
+
+def actor_child(
+    node: Node,
+    spec: ActorSpec,
+    default_mailbox: int,
+    *,
+    on_create: Callable[[str, Actor], object] | None = None,
+) -> ChildSpec:
+    """A supervisor child that runs the actor ``spec`` describes on ``node``.
+
+    ``on_create(name, instance)`` is called with every new incarnation (tests use it).
+    """
+    cls = registry.resolve("actor", spec.kind)
+    args = dict(spec.args)
+
+    def factory() -> Actor:
+        actor: Actor = cls(**args)
+        if on_create is not None:
+            on_create(spec.name, actor)
+        return actor
+
+    return ChildSpec(
+        name=spec.name,
+        start=functools.partial(
+            run_actor, node, spec.name, factory, spec.mailbox_size or default_mailbox
+        ),
+        restart=spec.restart,
+        shutdown_timeout_s=spec.shutdown_timeout_s,
+        stop=functools.partial(node.stop_actor, spec.name),
+    )
