@@ -33,6 +33,7 @@ from .errors import ActorGone, AskTimeout, ClusterGaveUp, ClusterStartError, Unk
 from .groups import sole
 from .log import configure_logging
 from .messages import (
+    LAUNCHER_NODE,
     ActorRef,
     Directory,
     GetStats,
@@ -46,7 +47,7 @@ from .messages import (
     Shutdown,
     Stats,
 )
-from .node import LAUNCHER_NODE, Node
+from .node import Node
 from .nodestart import node_address, placement
 from .process import ChildProcess, spawn
 from .resume import mark_resume

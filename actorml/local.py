@@ -20,8 +20,8 @@ import trio
 from .actor import Actor, run_actor
 from .control import LauncherControl
 from .groups import sole
-from .messages import ActorRef, JobComplete
-from .node import LAUNCHER_NODE, Node
+from .messages import LAUNCHER_NODE, ActorRef, JobComplete
+from .node import Node
 from .nodestart import actor_child, placement
 from .supervisor import Supervisor
 from .topology import Topology

@@ -67,6 +67,11 @@ class ActorRef:
         return f"{self.name}@{self.node}{suffix}"
 
 
+LAUNCHER_NODE = "_launcher"
+"""The node name of the launcher (``actorml up``, `open_cluster`, a local cluster's host)."""
+LAUNCHER = ActorRef(LAUNCHER_NODE, "_launcher")
+"""The launcher's control actor: nodes report to it."""
+
 _BY_TAG: dict[str, type] = {}
 _TAG_OF: dict[type, str] = {}
 

@@ -29,19 +29,16 @@ from .errors import (
     TransportClosed,
     UnknownNode,
 )
-from .messages import Ack, ActorRef, JobComplete
+from .messages import LAUNCHER, Ack, ActorRef, JobComplete
 from .throttle import Throttle
 from .transport import Outbox, Transport
+from .trust import refusal
 
 __all__ = [
-    "LAUNCHER",
-    "LAUNCHER_NODE",
     "Node",
     "NodeStats",
 ]
 
-LAUNCHER_NODE = "_launcher"
-LAUNCHER = ActorRef(LAUNCHER_NODE, "_launcher")
 # Actor incarnations are unique across restarts of the node process too.
 _INCARNATION_STRIDE = 1 << 20
 
@@ -149,14 +146,18 @@ class Node:
             task_status.started(inbox.address)
             while True:
                 try:
-                    buffer = await inbox.receive()
+                    buffer, peer = await inbox.receive()
                 except TransportClosed:
                     return
                 self.stats.received += 1
                 try:
                     env = decode(buffer, max_size=self.max_frame_size)
                 except CodecError as exc:
-                    self._rejected(exc)
+                    self._rejected(exc.reason, exc.detail)
+                    continue
+                refused = refusal(env, peer)
+                if refused is not None:
+                    self._rejected(*refused)
                     continue
                 await self.route(env)
         finally:
@@ -165,14 +166,12 @@ class Node:
             if self.address.startswith("ipc://"):
                 _unlink(self.address[len("ipc://") :])
 
-    def _rejected(self, exc: CodecError) -> None:
-        self.stats.reject(exc.reason)
+    def _rejected(self, reason: str, detail: str) -> None:
+        self.stats.reject(reason)
         # A flood of bad frames must not become a flood of log lines (a full disk).
-        held = self._rejections.admit(exc.reason)
+        held = self._rejections.admit(reason)
         if held is not None:
-            self.log.warning(
-                "frame_rejected", reason=exc.reason, detail=exc.detail[:200], suppressed=held
-            )
+            self.log.warning("frame_rejected", reason=reason, detail=detail[:200], suppressed=held)
 
     def close_outboxes(self) -> None:
         """Close every connection to a peer."""
@@ -373,6 +372,11 @@ class Node:
             pending = self._pending.get(env.cid)
             if pending is None or pending.asker != env.receiver or pending.done.is_set():
                 self.stats.dropped_late_reply += 1
+                return
+            if env.sender is None or env.sender.node != pending.target:
+                # Only the node that was asked may answer (a guessed cid must not).
+                who = "nobody" if env.sender is None else repr(env.sender.node)
+                self._rejected("reply_from_elsewhere", f"reply to {pending.target!r} from {who}")
                 return
             pending.kind, pending.body = env.kind, env.body
             pending.done.set()

@@ -21,8 +21,8 @@ from .actor import run_actor
 from .control import NodeControl
 from .errors import SupervisorGaveUp
 from .log import configure_logging
-from .messages import Heartbeat, NodeGaveUp, NodeHello, NodeIdle, NodeReady
-from .node import LAUNCHER, LAUNCHER_NODE, Node
+from .messages import LAUNCHER, LAUNCHER_NODE, Heartbeat, NodeGaveUp, NodeHello, NodeIdle, NodeReady
+from .node import Node
 from .nodestart import actor_child, node_address, placement
 from .supervisor import Supervisor
 from .topology import Topology

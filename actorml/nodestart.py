@@ -15,7 +15,8 @@ from pathlib import Path
 
 from . import registry
 from .actor import Actor, run_actor
-from .node import LAUNCHER_NODE, Node
+from .messages import LAUNCHER_NODE
+from .node import Node
 from .supervisor import ChildSpec
 from .topology import ActorSpec, Topology
 

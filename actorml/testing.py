@@ -118,6 +118,14 @@ class NetworkStats:
     unroutable: int = 0
 
 
+@attrs.frozen
+class _Sent:
+    """A frame in flight and the identity of the transport that sent it (or None)."""
+
+    data: bytes
+    peer: str | None = None
+
+
 @attrs.define(eq=False)
 class _Link:
     """Per (source, target) state: the fault generator and the FIFO of delayed frames."""
@@ -127,7 +135,7 @@ class _Link:
     rng: random.Random
     deliver_at: float = -math.inf
     in_flight: int = 0
-    queue: trio.MemorySendChannel[tuple[float, bytes]] | None = None
+    queue: trio.MemorySendChannel[tuple[float, _Sent]] | None = None
 
 
 @attrs.define(eq=False)
@@ -136,11 +144,12 @@ class MemoryInbox:
 
     address: str
     _network: MemoryNetwork
-    _send: trio.MemorySendChannel[bytes]
-    _receive: trio.MemoryReceiveChannel[bytes]
+    _send: trio.MemorySendChannel[_Sent]
+    _receive: trio.MemoryReceiveChannel[_Sent]
 
-    async def receive(self) -> bytes:
-        """The next frame, waiting for one to arrive.
+    async def receive(self) -> tuple[bytes, str | None]:
+        """The next frame and its sender's identity (see `MemoryTransport.identity`),
+        waiting for one to arrive.
 
         Cancellation loses nothing: a frame not returned stays queued.
 
@@ -148,9 +157,10 @@ class MemoryInbox:
             TransportClosed: the inbox was closed (also while waiting).
         """
         try:
-            return await self._receive.receive()
+            sent = await self._receive.receive()
         except (trio.ClosedResourceError, trio.EndOfChannel):
             raise TransportClosed(self.address) from None
+        return sent.data, sent.peer
 
     def close(self) -> None:
         """Stop listening: frames queued or in flight to this address are lost."""
@@ -184,7 +194,8 @@ class MemoryOutbox:
         if self._closed:
             raise TransportClosed(self.address)
         network = self._transport.network
-        await network._send(self._transport.address or "", self.address, frame.to_bytes())
+        sent = _Sent(frame.to_bytes(), self._transport.identity)
+        await network._send(self._transport.address or "", self.address, sent)
 
     def close(self) -> None:
         """Close the outbox; later sends raise TransportClosed."""
@@ -203,6 +214,9 @@ class MemoryTransport:
 
     network: MemoryNetwork
     address: str | None = None
+    identity: str | None = None
+    """The name receivers see as this transport's authenticated peer (as TLS would tell
+    them), or None: like ipc, the memory network then authenticates nobody."""
 
     def listen(self, address: str) -> MemoryInbox:
         """Start receiving frames sent to ``address`` (``mem://NAME``).
@@ -258,10 +272,13 @@ class MemoryNetwork:
         if value < 1:
             raise ValueError(f"capacity must be at least 1 frame, got {value!r}")
 
-    def transport(self, address: str | None = None) -> MemoryTransport:
+    def transport(
+        self, address: str | None = None, *, identity: str | None = None
+    ) -> MemoryTransport:
         """A transport for one node. ``address`` names its links' source; it defaults
-        to the first address the transport listens on."""
-        return MemoryTransport(self, None if address is None else _check_address(address))
+        to the first address the transport listens on. ``identity`` is the peer name
+        receivers are told, as an authenticating transport would (None: nobody)."""
+        return MemoryTransport(self, None if address is None else _check_address(address), identity)
 
     # --- faults ------------------------------------------------------------------
 
@@ -342,20 +359,20 @@ class MemoryNetwork:
             for link in self._links.values():
                 link.queue, link.in_flight = None, 0
 
-    async def inject(self, address: str, data: bytes) -> None:
+    async def inject(self, address: str, data: bytes, *, peer: str | None = None) -> None:
         """Put raw bytes into the inbox at ``address``, bypassing codec and faults.
 
         For testing what a node does with garbage. Waits while the inbox is full; an
         address nobody listens on counts as unroutable.
         """
-        await self._put(address, bytes(data))
+        await self._put(address, _Sent(bytes(data), peer))
 
     # --- internals ---------------------------------------------------------------
 
     def _listen(self, address: str) -> MemoryInbox:
         if address in self._inboxes:
             raise OSError(errno.EADDRINUSE, f"address {address!r} is already in use")
-        send, receive = trio.open_memory_channel[bytes](self.capacity)
+        send, receive = trio.open_memory_channel[_Sent](self.capacity)
         inbox = MemoryInbox(address, self, send, receive)
         self._inboxes[address] = inbox
         return inbox
@@ -371,7 +388,7 @@ class MemoryNetwork:
             link = self._links[(source, target)] = _Link(source, target, rng)
         return link
 
-    async def _send(self, source: str, target: str, data: bytes) -> None:
+    async def _send(self, source: str, target: str, data: _Sent) -> None:
         self.stats.sent += 1
         link = self._link(source, target)
         faults = self.faults(source, target)
@@ -401,14 +418,14 @@ class MemoryNetwork:
         for _ in range(copies):
             await self._enqueue(link, link.deliver_at, data)
 
-    async def _enqueue(self, link: _Link, deliver_at: float, data: bytes) -> None:
+    async def _enqueue(self, link: _Link, deliver_at: float, data: _Sent) -> None:
         if link.queue is None:
             if self._nursery is None:
                 raise RuntimeError(
                     f"delayed delivery on {link.source or '?'} -> {link.target} needs "
                     "`async with network.running()`"
                 )
-            link.queue, receive = trio.open_memory_channel[tuple[float, bytes]](self.capacity)
+            link.queue, receive = trio.open_memory_channel[tuple[float, _Sent]](self.capacity)
             self._nursery.start_soon(self._deliver, link, receive)
         # Counted before waiting, so a zero-delay frame sent meanwhile queues behind.
         link.in_flight += 1
@@ -419,7 +436,7 @@ class MemoryNetwork:
             raise
 
     async def _deliver(
-        self, link: _Link, receive: trio.MemoryReceiveChannel[tuple[float, bytes]]
+        self, link: _Link, receive: trio.MemoryReceiveChannel[tuple[float, _Sent]]
     ) -> None:
         async for deliver_at, data in receive:
             try:
@@ -428,7 +445,7 @@ class MemoryNetwork:
             finally:
                 link.in_flight -= 1
 
-    async def _put(self, target: str, data: bytes) -> None:
+    async def _put(self, target: str, data: _Sent) -> None:
         inbox = self._inboxes.get(target)
         if inbox is None:
             self.stats.unroutable += 1

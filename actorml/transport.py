@@ -38,8 +38,14 @@ class Inbox(Protocol):
 
     address: str
 
-    async def receive(self) -> Any:
-        """The next frame as a buffer; raises TransportClosed once closed."""
+    async def receive(self) -> tuple[Any, str | None]:
+        """The next frame (a buffer) and its sender's authenticated identity.
+
+        The identity is the name the peer proved (the common name of its TLS
+        certificate, a node name), or None where the transport authenticates nobody
+        (ipc inside one user's private directory; plain tcp with ``insecure = true``).
+        Raises TransportClosed once closed.
+        """
         ...
 
     def close(self) -> None: ...
@@ -108,7 +114,7 @@ class _NngInbox:
     def __attrs_post_init__(self) -> None:
         self._fd = self.socket.recv_fd
 
-    async def receive(self) -> Any:
+    async def receive(self) -> tuple[Any, str | None]:
         await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
         while True:
@@ -117,7 +123,7 @@ class _NngInbox:
                 buffer = _own_buffer(self._msg_p[0])
                 if not waited:
                     await trio.lowlevel.cancel_shielded_checkpoint()
-                return buffer
+                return buffer, None
             if rv == lib.NNG_ECLOSED:
                 raise TransportClosed(self.address)
             if rv != lib.NNG_EAGAIN:

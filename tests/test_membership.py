@@ -9,7 +9,7 @@ import trio.testing
 
 from actorml import ActorRef
 from actorml.actor import run_actor
-from actorml.messages import NodeDown
+from actorml.messages import LAUNCHER_NODE, NodeDown
 from actorml.node import Node
 from actorml.protocols.bsp import BSP
 from actorml.protocols.contract import Clocks, GetClocks, Join, Leave, MayRead, ReadOk, Tick
@@ -20,13 +20,18 @@ WORKERS = ["w0", "w1", "w2"]
 
 
 async def _cluster(nursery: trio.Nursery, network: MemoryNetwork, protocol: object) -> Node:
-    """A protocol node and a host node whose 'workers' live on nodes n-w0.. (placement)."""
+    """A protocol node and a host node whose 'workers' live on nodes n-w0.. (placement).
+
+    The host plays the launcher too: only the launcher may announce a dead node.
+    """
     placement = {"protocol": "p", **{w: f"n-{w}" for w in WORKERS}}
     p = Node("p", network.transport("mem://p"), "mem://p", placement=dict(placement))
-    host = Node("host", network.transport("mem://host"), "mem://host", placement=dict(placement))
+    host = Node(
+        LAUNCHER_NODE, network.transport("mem://host"), "mem://host", placement=dict(placement)
+    )
     for node in (p, host):
         await nursery.start(node.serve)
-    p.set_peer("host", "mem://host")
+    p.set_peer(LAUNCHER_NODE, "mem://host")
     host.set_peer("p", "mem://p")
     await nursery.start(run_actor, p, "protocol", lambda: protocol, 64)
     return host

@@ -8,7 +8,8 @@ import pytest
 import trio
 
 from actorml import Actor, Restart, Supervisor
-from actorml.node import LAUNCHER_NODE, Node
+from actorml.messages import LAUNCHER_NODE
+from actorml.node import Node
 from actorml.nodestart import actor_child, node_address, placement
 from actorml.testing import MemoryNetwork
 from actorml.topology import ActorSpec, ClusterSpec, NodeSpec, Topology

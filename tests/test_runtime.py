@@ -629,7 +629,10 @@ class TestMemoryNetwork:
             outbox = network.transport("mem://a").connect("mem://b")
             for n in range(100):
                 await outbox.send(frame(n))
-            got = [decode(await inbox.receive()).body.n for _ in range(network.stats.delivered)]
+            got = []
+            for _ in range(network.stats.delivered):
+                frame_bytes, _peer = await inbox.receive()
+                got.append(decode(frame_bytes).body.n)
             inbox.close()
             return got
 
