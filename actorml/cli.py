@@ -49,11 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load(path: Path) -> Topology:
-    """Load and fully check a topology file, or exit with status 2 and one line."""
+def load(path: Path, *, deep: bool = False) -> Topology:
+    """Load and fully check a topology file, or exit with status 2 and one line.
+
+    ``deep`` adds the checks too costly for every start (``actorml check`` reads the
+    whole dataset of a training job).
+    """
     try:
         topology = Topology.from_toml(path)
-        problems = check_topology(topology)
+        problems = check_topology(topology, deep=deep)
         if problems:
             raise problems[0]
     except (TopologyError, UnknownKind) as exc:
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``actorml`` command; returns the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "check":
-        topology = load(args.topology)
+        topology = load(args.topology, deep=True)
         actors = sum(len(n.actors) for n in topology.nodes)
         print(f"ok: {args.topology}: {len(topology.nodes)} nodes, {actors} actors")
         return 0
@@ -137,11 +141,22 @@ def _up(args: argparse.Namespace) -> int:
             topology, cluster=attrs.evolve(topology.cluster, log_level=args.log_level)
         )
     outcome: dict[str, Any] = {"status": 1, "signal": None}
+    from .launch import new_run_dir
+
+    try:  # before any process starts: a place for the run's files, or one line why not
+        run_dir = args.run_dir or new_run_dir(topology)
+        (Path(run_dir) / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        where = args.run_dir or topology.cluster.run_dir
+        print(
+            f"error: cannot create the run directory under {str(where)!r} "
+            f"({(exc.strerror or str(exc)).lower()}); set [cluster] run_dir or --run-dir "
+            "to a directory you can write",
+            file=sys.stderr,
+        )
+        return 2
 
     async def run() -> None:
-        from .launch import new_run_dir
-
-        run_dir = args.run_dir or new_run_dir(topology)
         configure_logging(
             node="launcher",
             log_file=Path(run_dir) / "logs" / "launcher.jsonl",

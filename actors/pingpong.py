@@ -46,8 +46,8 @@ class Pinger(Actor):
     """Asks ``peer`` ``rounds`` times with a ``payload_kb`` array and reports the timings."""
 
     peer: str = "ponger"
-    rounds: int = 1000
-    payload_kb: int = 64
+    rounds: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
+    payload_kb: int = attrs.field(default=64, validator=attrs.validators.ge(0))
 
     async def run(self) -> None:
         payload = np.random.default_rng(0).random(max(1, self.payload_kb * 1024 // 8))

@@ -93,7 +93,15 @@ class Scheduler(Actor):
 
     async def started(self) -> None:
         data = dict(self.data)
-        self._dataset = dataset = await trio.to_thread.run_sync(lambda: load_dataset(**data))
+        try:
+            dataset = await trio.to_thread.run_sync(lambda: load_dataset(**data))
+        except (ValueError, TypeError, OSError, EOFError) as exc:
+            # Bad data stays bad: a restart would fail the same way, so the job ends now
+            # with one line saying why, instead of restarting until the cluster gives up.
+            self.ctx.log.error("data_unusable", source=data.get("source"), error=str(exc))
+            await self.ctx.complete(error=f"cannot load {data.get('source')!r}: {exc}")
+            await trio.sleep_forever()
+        self._dataset = dataset
         batch = int(self.job.get("batch_size", 64))
         self.layout = Layout(
             model=dict(self.model),

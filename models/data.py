@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import gzip
 import math
+import re
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,17 +93,56 @@ def load_dataset(source: str, **options: Any) -> Dataset:
         ValueError: unknown source, name or option, or an option value out of range.
         FileNotFoundError: a file source, or the fashion-mnist package, is missing.
     """
+    kind, spec = _source_kind(source)
+    dataset: Dataset = kind.load(source, spec, options)
+    return dataset
+
+
+def check_source(source: str, **options: Any) -> None:
+    """The checks of ``load_dataset`` that cost no more than a file's first bytes.
+
+    A training topology runs them when it is loaded, before any process starts: an
+    unknown source or option, a missing, empty or pickled file, arrays under the wrong
+    names. A source class may offer them as a classmethod ``check(source, spec,
+    options)``; without it only the source's name is checked.
+
+    Raises:
+        ValueError, FileNotFoundError: as `load_dataset` would.
+    """
+    kind, spec = _source_kind(source)
+    check = getattr(kind, "check", None)
+    if check is not None:
+        check(source, spec, options)
+
+
+def _source_kind(source: str) -> tuple[Any, str]:
     scheme, _, spec = source.partition(":")
     if scheme in registry.known("source"):
         kind: Any = registry.resolve("source", scheme)
         accepts = getattr(kind, "accepts", None)
         if accepts is None or accepts(spec):
-            dataset: Dataset = kind.load(source, spec, options)
-            return dataset
+            return kind, spec
     theirs = [f"{name}:<spec>" for name in registry.known("source") if name not in _BUILT_IN]
     raise ValueError(
         f"unknown dataset source {source!r} (expected one of: {', '.join([*SOURCES, *theirs])})"
     )
+
+
+_LIBSVM_LINE = re.compile(
+    rb"^\s*[-+]?[0-9.eE+-]+(\s+qid:\d+)?(\s+\d+:[-+]?[0-9.eE+-]+|\s+\d+:(?:nan|inf))*\s*(#.*)?$",
+    re.IGNORECASE,
+)
+
+
+def _npy_header(archive: zipfile.ZipFile, name: str) -> tuple[np.dtype[Any], tuple[int, ...]]:
+    """The dtype and shape an ``.npy`` member declares, read from its first bytes."""
+    with archive.open(name) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    return dtype, shape
 
 
 def _shuffled(name: str, X_train: Features, y_train: np.ndarray, seed: int, **rest: Any) -> Dataset:
@@ -116,15 +157,21 @@ def _shuffled(name: str, X_train: Features, y_train: np.ndarray, seed: int, **re
 class SklearnSource:
     """``sklearn:<name>``: a dataset bundled with scikit-learn (one of ``SKLEARN_NAMES``)."""
 
-    @classmethod
-    def load(cls, source: str, name: str, options: Mapping[str, Any]) -> Dataset:
-        from sklearn import datasets
+    DEFAULTS: Mapping[str, Any] = {**SPLIT, "standardize": True}
 
+    @classmethod
+    def check(cls, source: str, name: str, options: Mapping[str, Any]) -> dict[str, Any]:
         if name not in SKLEARN_NAMES:
             raise ValueError(
                 f"unknown sklearn dataset {name!r} (expected one of: {', '.join(SKLEARN_NAMES)})"
             )
-        opts = take_options(source, options, {**SPLIT, "standardize": True})
+        return take_options(source, options, cls.DEFAULTS)
+
+    @classmethod
+    def load(cls, source: str, name: str, options: Mapping[str, Any]) -> Dataset:
+        from sklearn import datasets
+
+        opts = cls.check(source, name, options)
         bunch = getattr(datasets, f"load_{name}")()
         meta = {"feature_names": list(bunch.feature_names)}
         return finish(source, bunch.data, bunch.target, opts, meta)
@@ -193,12 +240,44 @@ class NpzSource:
     def accepts(cls, spec: str) -> bool:
         return bool(spec)
 
+    DEFAULTS: Mapping[str, Any] = {**SPLIT, "standardize": False}
+    LAYOUTS = (("X_train", "y_train", "X_test", "y_test"), ("X", "y"))
+
+    @classmethod
+    def check(cls, source: str, spec: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Options, and the arrays' names and dtypes from their headers (no data read)."""
+        opts = take_options(source, options, cls.DEFAULTS)
+        path = Path(spec)
+        if not path.is_file():
+            raise FileNotFoundError(f"no npz file at {str(path)!r}")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                headers = {
+                    name.removesuffix(".npy"): _npy_header(archive, name)
+                    for name in archive.namelist()
+                    if name.endswith(".npy")
+                }
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise ValueError(f"{str(path)!r} is not a readable npz file ({exc})") from None
+        if not any(set(layout) <= set(headers) for layout in cls.LAYOUTS):
+            raise ValueError(
+                f"npz file {str(path)!r} must hold X_train, y_train, X_test, y_test or X, y"
+                f" (found: {', '.join(sorted(headers)) or 'no arrays'})"
+            )
+        for name, (dtype, shape) in headers.items():
+            if dtype.hasobject:
+                raise ValueError(
+                    f"array {name!r} of {str(path)!r} holds Python objects (loading it would "
+                    "unpickle them); save plain numeric arrays"
+                )
+            if name.startswith("X") and len(shape) != 2:
+                raise ValueError(f"array {name!r} of {str(path)!r} must be 2-d, got {shape}")
+        return opts
+
     @classmethod
     def load(cls, source: str, spec: str, options: Mapping[str, Any]) -> Dataset:
         path = Path(spec)
-        opts = take_options(source, options, {**SPLIT, "standardize": False})
-        if not path.is_file():
-            raise FileNotFoundError(f"no npz file at {str(path)!r}")
+        opts = cls.check(source, spec, options)
         with np.load(path, allow_pickle=False) as npz:
             keys = set(npz.files)
             if {"X_train", "y_train", "X_test", "y_test"} <= keys:
@@ -235,17 +314,34 @@ class LibsvmSource:
     def accepts(cls, spec: str) -> bool:
         return bool(spec)
 
+    DEFAULTS: Mapping[str, Any] = {**SPLIT, "test_path": None, "n_features": None}
+
+    @classmethod
+    def check(cls, source: str, spec: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Options, and each file's first line read as ``label index:value ...``."""
+        opts = take_options(source, options, cls.DEFAULTS)
+        paths = [Path(spec)] if opts["test_path"] is None else [Path(spec), Path(opts["test_path"])]
+        for file in paths:
+            if not file.is_file():
+                raise FileNotFoundError(f"no libsvm file at {str(file)!r}")
+            with open(file, "rb") as stream:
+                first = next((ln for ln in stream if ln.strip() and not ln.startswith(b"#")), b"")
+            if not first:
+                raise ValueError(f"libsvm file {str(file)!r} holds no rows")
+            if not _LIBSVM_LINE.match(first):
+                raise ValueError(
+                    f"libsvm file {str(file)!r} does not start with a 'label index:value ...' "
+                    f"row (got {first[:40]!r})"
+                )
+        return opts
+
     @classmethod
     def load(cls, source: str, spec: str, options: Mapping[str, Any]) -> Dataset:
         from sklearn.datasets import load_svmlight_files
 
         path = Path(spec)
-
-        opts = take_options(source, options, {**SPLIT, "test_path": None, "n_features": None})
+        opts = cls.check(source, spec, options)
         paths = [path] if opts["test_path"] is None else [path, Path(opts["test_path"])]
-        for file in paths:
-            if not file.is_file():
-                raise FileNotFoundError(f"no libsvm file at {str(file)!r}")
         loaded = load_svmlight_files([str(p) for p in paths], n_features=opts["n_features"])
         X, y = sp.csr_matrix(loaded[0]), loaded[1]
         if opts["test_path"] is None:

@@ -68,6 +68,13 @@ class Dataset:
                 raise ValueError(f"y_{part} must be int64 of shape ({X.shape[0]},)")
             if y.size and (y.min() < 0 or y.max() >= self.n_classes):
                 raise ValueError(f"y_{part} must lie in [0, {self.n_classes})")
+            values = X.data if sp.issparse(X) else X
+            bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+            if bad:  # one NaN trains silently to a coin toss
+                raise ValueError(
+                    f"X_{part} holds {bad} non-finite values (NaN or inf); "
+                    "fill or drop those rows first"
+                )
 
     def partition(self, n_parts: int, part: int) -> tuple[Features, np.ndarray]:
         """The training rows of worker ``part`` out of ``n_parts`` (see ``partition``)."""

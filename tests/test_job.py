@@ -155,7 +155,7 @@ class TestJobConfig:
     @pytest.mark.parametrize(
         ("table", "message"),
         [
-            ({"workers": 0}, "job.workers: expected a positive integer, got integer 0"),
+            ({"workers": 0}, "job.workers: expected an integer from 1 to 1024, got integer 0"),
             ({"seed": -1}, "job.seed: expected a non-negative integer, got integer -1"),
             ({"progress": 1}, "job.progress: expected true or false, got integer 1"),
             (
@@ -185,7 +185,7 @@ class TestJobConfig:
     def test_python_construction_checks_too(self) -> None:
         """JobConfig built in Python runs the same validators."""
         with pytest.raises(
-            ValueError, match=exact("workers: expected a positive integer, got integer 0")
+            ValueError, match=exact("workers: expected an integer from 1 to 1024, got integer 0")
         ):
             JobConfig(workers=0)
 

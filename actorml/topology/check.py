@@ -18,6 +18,7 @@ from ..errors import TopologyError, UnknownKind
 from .fields import describe, unknown_option
 from .lines import Origin, join
 from .specs import ActorSpec, NodeSpec
+from .tables import checked_value
 
 __all__ = ["check_actors"]
 
@@ -37,6 +38,14 @@ def check_actors(nodes: Iterable[NodeSpec], origin: Origin | None) -> list[Topol
     locate: Callable[[str, str], TopologyError] = origin.error if origin else TopologyError
     problems: list[TopologyError] = []
     for i, node in enumerate(nodes):
+        if not node.actors:
+            problems.append(
+                locate(
+                    f"node[{i}].actor",
+                    f"node {node.name!r} runs no actor (expected at least one [[node.actor]]: "
+                    "a node with nothing to run never becomes ready)",
+                )
+            )
         for j, actor in enumerate(node.actors):
             path = f"node[{i}].actor[{j}]"
             try:
@@ -68,6 +77,11 @@ def _args_problems(cls: type, actor: ActorSpec) -> list[tuple[str, str]]:
         expected = _expect(tp)
         if field.converter is None and expected and not _matches(tp, value):
             problems.append((key, f"expected {expected}, got {describe(value)}"))
+            continue
+        try:  # then the class's own judgement of the value, as when it is built
+            checked_value(field, value, key)
+        except TopologyError as exc:
+            problems.append((key, exc.problem))
     for key, field in fields.items():
         if field.default is attrs.NOTHING and key not in actor.args:
             expected = _expect(hints.get(field.name, field.type)) or "a value"

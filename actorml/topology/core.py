@@ -18,10 +18,10 @@ import attrs
 
 from ..errors import TopologyError
 from .check import check_actors
-from .fields import FieldValueError, checked, instance_of, items_of, plain, to_tuple
+from .fields import FieldValueError, checked, describe, instance_of, items_of, plain, to_tuple
 from .lines import Origin
 from .load import load_dict, load_toml_string
-from .sections import to_extra
+from .sections import to_extra, verifier_for
 from .specs import ActorSpec, ClusterSpec, NodeSpec
 from .write import emit_table, spec_dict, toml_key
 
@@ -68,6 +68,15 @@ class Topology:
 
     def __attrs_post_init__(self) -> None:
         _check_nodes(self.nodes)
+        cluster = self.cluster
+        last = cluster.base_port + len(self.nodes)  # the launcher, then one port per node
+        if cluster.transport == "tcp" and cluster.base_port and last > 65535:
+            raise FieldValueError(
+                "cluster.base_port",
+                f"expected a port from 1 to {65535 - len(self.nodes)} (the launcher and "
+                f"{len(self.nodes)} nodes take the ports from base_port up), "
+                f"got {describe(cluster.base_port)}",
+            )
 
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``; raises KeyError naming the nodes there are."""
@@ -88,17 +97,18 @@ class Topology:
             f"no actor named {name!r} in cluster {self.cluster.name!r} (actors: {names})"
         )
 
-    def check(self, *, resolve_kinds: bool = True) -> None:
+    def check(self, *, resolve_kinds: bool = True, deep: bool = False) -> None:
         """Run the checks that need imports; raise the first problem found.
 
         Structure was already checked when the topology was built. With
         ``resolve_kinds`` every actor kind is resolved through the registry and its
-        ``args`` are checked against the class (see `check_topology`).
+        ``args`` are checked against the class (see `check_topology`). With ``deep``
+        each extra section also runs its costly checks (``[data]`` loads the data).
 
         Raises:
             TopologyError: located in the source file when the topology was loaded.
         """
-        problems = check_topology(self, resolve_kinds=resolve_kinds)
+        problems = check_topology(self, resolve_kinds=resolve_kinds, deep=deep)
         if problems:
             raise problems[0]
 
@@ -159,8 +169,11 @@ class Topology:
         return cls.from_toml_string(text, source=source)
 
 
-def check_topology(topology: Topology, *, resolve_kinds: bool = True) -> list[TopologyError]:
-    """All problems found by resolving actor kinds and checking their ``args``.
+def check_topology(
+    topology: Topology, *, resolve_kinds: bool = True, deep: bool = False
+) -> list[TopologyError]:
+    """All problems found by resolving actor kinds and checking their ``args`` (and, with
+    ``deep``, by each extra section's ``verify``: ``actorml check`` loads the data).
 
     Each actor ``kind`` is resolved with ``registry.resolve("actor", kind)``. When the
     class is an attrs class, each ``args`` key must be one of its ``init`` fields, every
@@ -174,4 +187,15 @@ def check_topology(topology: Topology, *, resolve_kinds: bool = True) -> list[To
     """
     if not resolve_kinds:
         return []
-    return check_actors(topology.nodes, topology._origin)
+    problems = check_actors(topology.nodes, topology._origin)
+    if deep:
+        origin = topology._origin
+        for name, table in topology.extra.items():
+            verify = verifier_for(name)
+            if verify is None:
+                continue
+            try:
+                verify(plain(table), name)
+            except TopologyError as exc:
+                problems.append(origin.locate(exc) if origin else exc)
+    return problems

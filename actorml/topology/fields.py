@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import difflib
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -118,6 +119,41 @@ def number_in(low: float, high: float = math.inf) -> Callable[[Any], None]:
     return check
 
 
+def seconds(maximum: float) -> Callable[[Any], None]:
+    """A positive number of seconds, at most ``maximum``: past it a timeout no longer
+    protects anything (``inf`` would wait for a dead peer for ever)."""
+
+    def check(value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"expected a number of seconds, got {describe(value)}")
+        if not 0 < value <= maximum:  # also rejects nan
+            raise ValueError(
+                f"expected a number of seconds above 0 and at most {maximum:g}, "
+                f"got {describe(value)}"
+            )
+
+    return check
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def host_name(value: Any) -> None:
+    """An IPv4 or IPv6 address, or a DNS name (``node-3.train.svc``)."""
+    nonempty_string(value)
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+        return
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    if len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"invalid host {value!r} (expected an ip address such as '127.0.0.1' "
+            "or a dns name such as 'node-1.example.org')"
+        )
+
+
 def boolean(value: Any) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"expected true or false, got {describe(value)}")
@@ -177,9 +213,13 @@ def valid_address(value: Any) -> None:
         )
 
 
+MAX_MAILBOX = 1_000_000
+"""The most messages a mailbox may hold: beyond it "bounded" stops meaning anything."""
+
+
 def optional_positive_int(value: Any) -> None:
     if value is not None:
-        integer(1)(value)
+        integer(1, MAX_MAILBOX)(value)
 
 
 def toml_args(value: Any) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "to_extra",
     "valid_names",
     "validator_for",
+    "verifier_for",
 ]
 
 SectionValidator = Callable[[dict[str, Any], str], dict[str, Any]]
@@ -31,8 +32,11 @@ SectionValidator = Callable[[dict[str, Any], str], dict[str, Any]]
 
 Expander = Callable[[dict[str, Any]], dict[str, Any]]
 
+Verifier = Callable[[dict[str, Any], str], None]
+
 _sections: dict[str, SectionValidator] = {}
 _expanders: dict[str, Expander] = {}
+_verifiers: dict[str, Verifier] = {}
 
 
 def register_section(name: str, validator: SectionValidator) -> None:
@@ -68,7 +72,16 @@ def validator_for(name: str) -> SectionValidator | None:
         expand = getattr(cls, "expand", None)
         if expand is not None:
             _expanders[name] = expand
+        verify = getattr(cls, "verify", None)
+        if verify is not None:
+            _verifiers[name] = verify
     return validator
+
+
+def verifier_for(name: str) -> Verifier | None:
+    """The ``verify(table, key_path)`` of section ``name``, if it has one: the checks too
+    costly to run at every load (reading a whole dataset), run by ``actorml check``."""
+    return _verifiers.get(name) if validator_for(name) else None
 
 
 def expander_for(name: str) -> Expander | None:

@@ -13,17 +13,20 @@ import attrs
 
 from ..supervisor import Restart, Strategy
 from .fields import (
+    MAX_MAILBOX,
     FieldValueError,
     checked,
     choice,
     describe,
     hint,
+    host_name,
     instance_of,
     integer,
     items_of,
     nonempty_string,
     number,
     optional_positive_int,
+    seconds,
     to_args,
     to_float,
     to_restart,
@@ -112,15 +115,17 @@ class ClusterSpec:
     transport: Literal["ipc", "tcp"] = attrs.field(
         default="ipc", validator=checked(choice("transport", ("ipc", "tcp")))
     )
-    host: str = attrs.field(default="127.0.0.1", validator=checked(nonempty_string))
+    host: str = attrs.field(default="127.0.0.1", validator=checked(host_name))
     base_port: int = attrs.field(default=0, validator=checked(integer(0, 65535)))
-    mailbox_size: int = attrs.field(default=1024, validator=checked(integer(1)))
-    recv_max_size: int = attrs.field(default=256 * 1024 * 1024, validator=checked(integer(1)))
+    mailbox_size: int = attrs.field(default=1024, validator=checked(integer(1, MAX_MAILBOX)))
+    recv_max_size: int = attrs.field(
+        default=256 * 1024 * 1024, validator=checked(integer(1, 2**32 - 1))
+    )
     ask_timeout_s: float = attrs.field(
-        default=10.0, converter=to_float, validator=checked(number(positive=True))
+        default=10.0, converter=to_float, validator=checked(seconds(3600))
     )
     ready_timeout_s: float = attrs.field(
-        default=60.0, converter=to_float, validator=checked(number(positive=True))
+        default=60.0, converter=to_float, validator=checked(seconds(3600))
     )
     run_dir: str = attrs.field(default="runs", validator=checked(nonempty_string))
     log_level: str = attrs.field(
@@ -128,10 +133,10 @@ class ClusterSpec:
         validator=checked(choice("log level", ("debug", "info", "warning", "error"))),
     )
     heartbeat_interval_s: float = attrs.field(
-        default=0.5, converter=to_float, validator=checked(number(positive=True))
+        default=0.5, converter=to_float, validator=checked(seconds(60))
     )
     heartbeat_deadline_s: float = attrs.field(
-        default=3.0, converter=to_float, validator=checked(number(positive=True))
+        default=3.0, converter=to_float, validator=checked(seconds(600))
     )
     supervisor: SupervisorSpec = attrs.field(
         default=CLUSTER_SUPERVISOR, validator=checked(instance_of(SupervisorSpec))

@@ -57,7 +57,7 @@ def build(
         if key in nested:
             kwargs[to_field[key]] = nested[key][1](value, join(path, key))
         else:
-            kwargs[key] = _checked_value(fields[key], value, join(path, key))
+            kwargs[key] = checked_value(fields[key], value, join(path, key))
     try:
         return attrs.evolve(base, **kwargs) if base is not None else cls(**kwargs)
     except FieldError as exc:  # a cross-field check; its field may be a path (slowdown.w)
@@ -90,10 +90,10 @@ def check_options(
         if key not in allowed:
             raise TopologyError(join(path, key), unknown_option(key, allowed))
         if key in fields:
-            _checked_value(fields[key], value, join(path, key))
+            checked_value(fields[key], value, join(path, key))
 
 
-def _checked_value(field: attrs.Attribute[Any], value: Any, key_path: str) -> Any:
+def checked_value(field: attrs.Attribute[Any], value: Any, key_path: str) -> Any:
     """``value`` through ``field``'s converter and validator, or a TopologyError."""
     try:
         converted = field.converter(value) if callable(field.converter) else value
