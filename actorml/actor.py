@@ -181,6 +181,29 @@ class ActorContext:
         return Promise(self.node, self._current)
 
     @property
+    def sender(self) -> ActorRef | None:
+        """Who sent the message being handled (None outside a handler, or if unknown).
+
+        Between nodes the runtime has already checked the sender's node against the
+        authenticated peer (`actorml.trust`), so an actor may rely on it to decide
+        whom it obeys (`only_from`).
+        """
+        return None if self._current is None else self._current.sender
+
+    def only_from(self, *names: str) -> None:
+        """Refuse the message being handled unless one of the actors ``names`` sent it.
+
+        Raises:
+            Refused: naming the message, its sender and who may send it.
+        """
+        sender = self.sender
+        if sender is None or sender.name not in names:
+            body = type(self._current.body).__name__ if self._current else "message"
+            raise Refused(
+                f"{self.ref.name} takes {body} only from {', '.join(names)}, not from {sender}"
+            )
+
+    @property
     def restarted(self) -> bool:
         """True unless this is the first incarnation of this actor in the cluster (its
         node process was restarted, or its supervisor restarted it): time to recover
@@ -320,6 +343,10 @@ async def _serve_mailbox(
         except Refused as exc:
             if env.kind == ASK:
                 await node.reply(env, FAIL, (type(exc).__name__, str(exc)))
+            else:  # a refused tell has nobody to tell: say it here
+                actor.ctx.log.warning(
+                    "message_refused", message=type(body).__name__, error=str(exc)
+                )
             continue
         except Exception as exc:
             if env.kind == ASK:

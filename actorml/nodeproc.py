@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 import trio
 
+from . import registry
 from .actor import run_actor
 from .control import NodeControl
 from .errors import SupervisorGaveUp
@@ -43,6 +44,8 @@ async def run_node_process(
     incarnation: int,
 ) -> int:
     """Serve node ``name`` until the launcher says stop; returns the exit status."""
+    # What this node may import is what its topology names: nothing a message says.
+    registry.seal(kind for kind in topology.named_kinds() if ":" in kind)
     cluster = topology.cluster
     spec = topology.node(name)
     configure_logging(

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
 
 from .errors import UnknownKind
 
-__all__ = ["is_valid_kind", "kinds", "known", "register", "resolve"]
+__all__ = ["is_valid_kind", "kinds", "known", "register", "resolve", "seal", "unseal"]
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -32,6 +32,25 @@ class _Entry:
 
 # group -> name -> entry; tests may swap this dict out wholesale.
 _groups: dict[str, dict[str, _Entry]] = {}
+# The dotted paths a sealed process may still import (None: not sealed).
+_allowed: frozenset[str] | None = None
+
+
+def seal(paths: Iterable[str]) -> None:
+    """From now on resolve only registered names and the dotted ``paths`` given.
+
+    A node process seals its registry with every kind its own topology names, so no
+    message can make it import a module it was not configured with (a ``kind`` inside
+    a layout or a reply is just a string to compare against this list).
+    """
+    global _allowed
+    _allowed = frozenset(paths)
+
+
+def unseal() -> None:
+    """Resolve any importable dotted path again (tests; a process that embeds actorml)."""
+    global _allowed
+    _allowed = None
 
 
 def is_valid_kind(kind: str) -> bool:
@@ -138,6 +157,13 @@ def resolve(group: str, kind: str) -> type:
                 group,
                 kind,
                 f"invalid dotted path {kind!r} for {group} kind (expected 'pkg.module:Class')",
+            )
+        if _allowed is not None and kind not in _allowed:
+            raise UnknownKind(
+                group,
+                kind,
+                f"{group} kind {kind!r} is not configured on this node (only kinds its "
+                "topology names are imported)",
             )
         return _import(group, kind, kind)
     names = known(group)

@@ -180,15 +180,50 @@ class Shard(Actor):
         for name, ids in zip(tables, rows, strict=True):
             readers[name] = _union(readers.get(name, ()), ids)
 
+    def _check_request(
+        self, tables: list[str], rows: list[np.ndarray | None], grads: list[np.ndarray] | None
+    ) -> None:
+        """Refuse a request naming a table this shard lacks, rows it does not hold, or
+        gradients of the wrong shape, before anything is read or written.
+
+        The work is proportional to the rows the request names. A bad request is the
+        asker's fault: it fails that ask (Refused) and the shard keeps serving.
+        """
+        assert self.map is not None
+        if len(rows) != len(tables) or (grads is not None and len(grads) != len(tables)):
+            raise Refused("tables, rows and grads must have the same length")
+        for i, name in enumerate(tables):
+            part = self.slices.get(name)
+            if part is None:
+                raise Refused(f"unknown table {name!r} (tables: {', '.join(sorted(self.slices))})")
+            ids = rows[i]
+            count = part.owned.size
+            if ids is not None:
+                if ids.ndim != 1 or ids.dtype.kind not in "iu":
+                    raise Refused(f"rows of {name!r} must be a 1-d integer array")
+                local = self.map.local(name, self.index, ids)
+                held = (local >= 0) & (local < count)
+                if not held.all() or not np.array_equal(part.owned[local], ids):
+                    raise Refused(f"rows of {name!r} outside slice {self.index} of this shard")
+                count = ids.size
+            if grads is not None and grads[i].shape != (count, part.values.shape[1]):
+                raise Refused(
+                    f"gradient of {name!r} has shape {grads[i].shape}, "
+                    f"expected {(count, part.values.shape[1])}"
+                )
+
     @handler
     async def pull(self, msg: Pull) -> Rows:
         self._primary_only()
+        self._check_request(msg.tables, msg.rows, None)
         self._note_reader(msg.worker, msg.tables, msg.rows)
         return self._rows(msg.tables, msg.rows)
 
     @handler
     async def push(self, msg: Push) -> PushAck:
         self._primary_only()
+        self.ctx.only_from(msg.worker)  # a worker pushes as itself, nobody else
+        self._check_request(msg.tables, msg.rows, msg.grads)
         duplicate = self._apply(msg)
         if self.backup is not None:
             try:
@@ -212,12 +247,14 @@ class Shard(Actor):
 
     @handler
     async def promote(self, msg: Promote) -> None:
+        self.ctx.only_from(self.scheduler)
         self.role, self.backup = "primary", None
         self.ctx.log.warning("shard_promoted", slice=self.index, map_version=msg.map_version)
 
     @handler
     async def take_snapshot(self, msg: TakeSnapshot) -> SnapshotTaken:
         """Write this slice's state to ``slice-K.npz`` in the snapshot of ``msg.clock``."""
+        self.ctx.only_from(self.scheduler)
         run_dir = self.ctx.node.run_dir
         if run_dir is None:
             raise Refused(f"{self.ctx.ref.name} has no run directory to write a snapshot into")

@@ -90,11 +90,13 @@ class Worker(Actor):
     @handler
     async def repartition(self, msg: Repartition) -> None:
         """The scheduler re-handed the data: the next clock trains on the new part."""
+        self.ctx.only_from(self.scheduler)
         self._assignment = msg
         self.ctx.log.info("repartitioned", part=msg.part, of=msg.n_parts)
 
     @handler
     async def stop_training(self, msg: StopTraining) -> None:
+        self.ctx.only_from(self.scheduler)
         self.stopped = True
 
     async def run(self) -> None:

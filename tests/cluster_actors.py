@@ -7,7 +7,8 @@ import os
 import attrs
 import trio
 
-from actorml import Actor, handler, message
+from actorml import Actor, handler, message, registry
+from actorml.errors import UnknownKind
 
 
 @message("test.cluster.add")
@@ -32,6 +33,19 @@ class Crash:
     why: str = "asked to crash"
 
 
+@message("test.cluster.resolve")
+class Resolve:
+    """Resolve ``kind`` in ``group`` in this node process; answered with Resolved."""
+
+    group: str
+    kind: str
+
+
+@message("test.cluster.resolved")
+class Resolved:
+    outcome: str
+
+
 @message("test.cluster.finish")
 class Finish:
     value: int
@@ -54,6 +68,14 @@ class Counter(Actor):
     @handler
     async def get(self, msg: Get) -> Total:
         return Total(self.total, self.ctx.ref.incarnation, os.getpid())
+
+    @handler
+    async def resolve(self, msg: Resolve) -> Resolved:
+        try:
+            cls = registry.resolve(msg.group, msg.kind)
+        except UnknownKind as exc:
+            return Resolved(f"refused: {exc}")
+        return Resolved(f"ok: {cls.__qualname__}")
 
     @handler
     async def crash(self, msg: Crash) -> None:

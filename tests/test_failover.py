@@ -13,10 +13,10 @@ from actorml.testing import MemoryNetwork
 from actorml.topology import Topology
 
 
-def job(run_dir: Path, eval_every_clocks: int = 0) -> Topology:
+def job(run_dir: Path, eval_every_clocks: int = 0, ask_timeout_s: float = 30.0) -> Topology:
     return Topology.from_dict(
         {
-            "cluster": {"name": "failover", "ask_timeout_s": 30.0},
+            "cluster": {"name": "failover", "ask_timeout_s": ask_timeout_s},
             "job": {
                 "workers": 4,
                 "shards": 2,
@@ -114,3 +114,45 @@ async def test_an_evaluation_that_meets_the_dead_shard_is_skipped(tmp_path: Path
         assert cluster.actors["scheduler"].primaries == ["replica-0", "shard-1"]  # type: ignore[attr-defined]
     for audit in result["audit"].values():
         assert audit["lost"] == 0 and audit["doubled"] == 0
+
+
+async def test_a_push_applied_but_never_acknowledged_is_applied_once(tmp_path: Path) -> None:
+    """shard-0 applies and replicates a push, then dies before acknowledging it: the
+    worker resends it (same seq) to the promoted backup, which already holds it and
+    acknowledges without applying it again."""
+    network = MemoryNetwork(seed=11, capacity=64)
+    async with (
+        network.running(),
+        open_local_cluster(
+            job(tmp_path), lambda _name, address: network.transport(address), run_dir=tmp_path
+        ) as cluster,
+    ):
+        await _metric_lines(tmp_path, 60)
+        primary, backup = cluster.actors["shard-0"], cluster.actors["replica-0"]
+        applied = trio.Event()
+        apply = primary.push  # type: ignore[attr-defined]
+
+        async def apply_then_die(msg: object) -> None:
+            await apply(msg)  # applied here and replicated to the backup
+            applied.set()
+            await trio.sleep_forever()  # the node dies before the acknowledgement leaves
+
+        primary.push = apply_then_die  # type: ignore[attr-defined]
+        with trio.fail_after(60):
+            await applied.wait()
+        duplicates = backup.pushes_duplicate  # type: ignore[attr-defined]
+        await cluster.supervisors["shard-0"].shutdown()
+        network.partition(
+            ["mem://shard-0"], [f"mem://{n}" for n in cluster.nodes if n != "shard-0"]
+        )
+        down = NodeDown("shard-0", 1, "cut off by the test")
+        for name, node in cluster.nodes.items():
+            if name != "shard-0":
+                node.mark_down("shard-0")
+                for ref in node.local_handlers(NodeDown):
+                    await node.tell(ref, down)
+        with trio.fail_after(120):
+            result = await cluster.wait()
+        assert backup.pushes_duplicate == duplicates + 1  # type: ignore[attr-defined]
+    audit = result["audit"]["0"]
+    assert (audit["lost"], audit["doubled"]) == (0, 0)

@@ -19,7 +19,7 @@ from actorml import ActorGone, RemoteError
 from actorml.errors import ClusterGaveUp
 from actorml.launch import Cluster, open_cluster
 from actorml.topology import ActorSpec, ClusterSpec, NodeSpec, SupervisorSpec, Topology
-from tests.cluster_actors import Add, Crash, Finish, Get, Total
+from tests.cluster_actors import Add, Crash, Finish, Get, Resolve, Resolved, Total
 
 pytestmark = pytest.mark.slow
 
@@ -117,6 +117,19 @@ class TestEmbedding:
                 await trio.sleep_forever()
         assert outer.cancelled_caught
         assert pids and not any(_alive(p) for p in pids if p)
+
+    async def test_a_node_imports_only_what_its_topology_names(self, tmp_path: Path) -> None:
+        """In a node process a dotted path its topology does not name is refused unimported
+        (a kind inside a message can make no node run code); the named ones resolve."""
+        with trio.fail_after(60):
+            async with open_cluster(_topology(tmp_path)) as cluster:
+                stranger: Resolved = await cluster.ask("c1", Resolve("model", "fractions:Fraction"))
+                named: Resolved = await cluster.ask("c1", Resolve("actor", COUNTER))
+        assert stranger.outcome == (
+            "refused: model kind 'fractions:Fraction' is not configured on this node "
+            "(only kinds its topology names are imported)"
+        )
+        assert named.outcome == "ok: Counter"
 
     async def test_completion_result(self, tmp_path: Path) -> None:
         """An actor's ctx.complete() ends cluster.wait() with its summary."""

@@ -10,39 +10,33 @@ import numpy as np
 import pytest
 import structlog
 
-from actorml import ActorRef, Refused
+from actorml import ActorContext, ActorRef, Refused
 from actorml.actors.messages import (
     GetLayout,
     Layout,
+    Pull,
     Push,
     ShardHello,
     ShardRole,
     TakeSnapshot,
 )
 from actorml.actors.shard import Shard
+from actorml.codec import ASK, Envelope
 
 
 @attrs.define
 class _Node:
+    """The router a shard sees, answering as a one-shard job's scheduler would."""
+
     run_dir: Path | None
+    layout: Layout
+    name: str = "shard-0"
+    incarnation: int = 1
     placement: dict[str, str] = attrs.field(factory=dict)
 
-
-@attrs.define
-class _Context:
-    """What a shard asks of its context, answered as a one-shard job's scheduler would."""
-
-    node: _Node
-    layout: Layout
-    ref: ActorRef = attrs.field(factory=lambda: ActorRef("shard-0", "shard-0", 1))
-    restarted: bool = False
-    log: Any = attrs.field(factory=structlog.get_logger)
-
-    async def ask_when_up(self, target: str, msg: object, within_s: float = 0.0) -> Any:
-        assert isinstance(msg, GetLayout)
-        return self.layout
-
-    async def ask(self, target: str, msg: object, timeout: float | None = None) -> Any:
+    async def ask(self, target: str, msg: object, **_: Any) -> Any:
+        if isinstance(msg, GetLayout):
+            return self.layout
         assert isinstance(msg, ShardHello)
         return ShardRole("primary", msg.index, None, None)
 
@@ -62,16 +56,27 @@ LAYOUT = Layout(
 @pytest.fixture(name="shard")
 async def _shard(tmp_path: Path) -> Shard:
     shard = Shard(index=0)
-    shard.ctx = _Context(_Node(tmp_path), LAYOUT)  # type: ignore[assignment]
+    node = _Node(tmp_path, LAYOUT)
+    shard.ctx = ActorContext(node, ActorRef("shard-0", "shard-0", 1), structlog.get_logger())  # type: ignore[arg-type]
     await shard.started()
     return shard
+
+
+def _from(shard: Shard, sender: str, msg: object) -> object:
+    """Make ``msg`` the message being handled, as sent by actor ``sender``."""
+    shard.ctx._current = Envelope(ASK, shard.ctx.ref, msg, ActorRef(sender, sender, 1), 1)
+    return msg
+
+
+async def _push(shard: Shard, msg: Push) -> Any:
+    return await shard.push(_from(shard, msg.worker, msg))  # type: ignore[arg-type]
 
 
 def _values(shard: Shard) -> dict[str, np.ndarray]:
     return {name: part.values.copy() for name, part in shard.slices.items()}
 
 
-def _push(shard: Shard, seq: int, fill: float = 1.0) -> Push:
+def _make_push(shard: Shard, seq: int, fill: float = 1.0) -> Push:
     tables = list(shard.slices)
     grads = [np.full_like(shard.slices[t].values, fill) for t in tables]
     return Push("worker-0", 1, seq, 0, tables, [None] * len(tables), grads)
@@ -81,9 +86,9 @@ class TestPushes:
     async def test_a_resent_push_is_applied_once(self, shard: Shard) -> None:
         """The same (worker, incarnation, seq) twice: applied once, acknowledged twice."""
         before = _values(shard)
-        first = await shard.push(_push(shard, 0))
+        first = await _push(shard, _make_push(shard, 0))
         after_one = _values(shard)
-        again = await shard.push(_push(shard, 0))
+        again = await _push(shard, _make_push(shard, 0))
         assert (first.duplicate, again.duplicate) == (False, True)
         assert (shard.pushes_applied, shard.pushes_duplicate) == (1, 1)
         assert shard.applied_ids == {"worker-0#1": [0]}
@@ -93,10 +98,10 @@ class TestPushes:
 
     async def test_an_older_seq_is_a_duplicate_too(self, shard: Shard) -> None:
         """A retry of seq 0 arriving after seq 1 was applied changes nothing."""
-        await shard.push(_push(shard, 0))
-        await shard.push(_push(shard, 1))
+        await _push(shard, _make_push(shard, 0))
+        await _push(shard, _make_push(shard, 1))
         after = _values(shard)
-        assert (await shard.push(_push(shard, 0))).duplicate
+        assert (await _push(shard, _make_push(shard, 0))).duplicate
         assert shard.pushes_applied == 2
         for name, values in _values(shard).items():
             np.testing.assert_array_equal(values, after[name])
@@ -107,14 +112,14 @@ class TestPushes:
     ) -> None:
         """A gradient holding NaN or inf is refused unapplied; the next push still works."""
         before = _values(shard)
-        push = _push(shard, 0)
+        push = _make_push(shard, 0)
         push.grads[0].flat[1] = poison
         with pytest.raises(Refused, match=r"^push 0 from worker-0 holds a non-finite gradient$"):
-            await shard.push(push)
+            await _push(shard, push)
         assert (shard.pushes_refused, shard.pushes_applied, shard.version) == (1, 0, 0)
         for name, values in _values(shard).items():
             np.testing.assert_array_equal(values, before[name])
-        assert not (await shard.push(_push(shard, 1))).duplicate
+        assert not (await _push(shard, _make_push(shard, 1))).duplicate
 
 
 class TestSnapshots:
@@ -123,7 +128,7 @@ class TestSnapshots:
     ) -> None:
         """TakeSnapshot names a clock, not a path: the file lands in the run directory."""
         assert [f.name for f in attrs.fields(TakeSnapshot)] == ["clock"]
-        taken = await shard.take_snapshot(TakeSnapshot(12))
+        taken = await shard.take_snapshot(_from(shard, "scheduler", TakeSnapshot(12)))  # type: ignore[arg-type]
         assert taken.index == 0
         assert (tmp_path / "snapshots" / "clock-00000012" / "slice-0.npz").is_file()
 
@@ -131,4 +136,46 @@ class TestSnapshots:
         """A shard without a run directory refuses to snapshot rather than guess a path."""
         shard.ctx.node.run_dir = None  # type: ignore[attr-defined]
         with pytest.raises(Refused, match=r"^shard-0 has no run directory"):
-            await shard.take_snapshot(TakeSnapshot(1))
+            await shard.take_snapshot(_from(shard, "scheduler", TakeSnapshot(1)))  # type: ignore[arg-type]
+
+
+class TestRequests:
+    async def test_a_push_in_another_workers_name_is_refused(self, shard: Shard) -> None:
+        """Only worker-0 may push as worker-0: its seqs are not anyone's to spend."""
+        push = _make_push(shard, 0)
+        with pytest.raises(Refused, match=r"^shard-0 takes Push only from worker-0, not from"):
+            await shard.push(_from(shard, "worker-1", push))  # type: ignore[arg-type]
+        assert shard.pushes_applied == 0
+
+    async def test_only_the_scheduler_orders_a_snapshot(self, shard: Shard) -> None:
+        """TakeSnapshot from a worker is refused; nothing is written."""
+        with pytest.raises(Refused, match=r"^shard-0 takes TakeSnapshot only from scheduler"):
+            await shard.take_snapshot(_from(shard, "worker-0", TakeSnapshot(3)))  # type: ignore[arg-type]
+        assert not (shard.ctx.node.run_dir / "snapshots").exists()  # type: ignore[operator]
+
+    async def test_an_unknown_table_is_refused_and_the_shard_serves_on(self, shard: Shard) -> None:
+        """A pull naming a table that does not exist fails that ask, not the shard."""
+        with pytest.raises(Refused, match=r"^unknown table 'nope' \(tables: "):
+            await shard.pull(_from(shard, "worker-0", Pull("worker-0", ["nope"], [None])))  # type: ignore[arg-type]
+        name = next(iter(shard.slices))
+        rows = await shard.pull(_from(shard, "worker-0", Pull("worker-0", [name], [None])))  # type: ignore[arg-type]
+        assert rows.tables == [name]
+
+    @pytest.mark.parametrize(
+        "ids", [np.array([10**6]), np.array([-1]), np.array([[0]]), np.array([0.5])]
+    )
+    async def test_rows_outside_the_slice_are_refused(self, shard: Shard, ids: np.ndarray) -> None:
+        """Row ids this shard does not hold (or that are not row ids) are refused."""
+        name = next(iter(shard.slices))
+        with pytest.raises(Refused, match=rf"^rows of {name!r} "):
+            await shard.pull(_from(shard, "worker-0", Pull("worker-0", [name], [ids])))  # type: ignore[arg-type]
+
+    async def test_a_gradient_of_the_wrong_shape_is_refused(self, shard: Shard) -> None:
+        """A push whose gradient does not match its rows changes nothing."""
+        push = _make_push(shard, 0)
+        push.grads[0] = push.grads[0][:-1]
+        before = _values(shard)
+        with pytest.raises(Refused, match=r"^gradient of .* has shape"):
+            await _push(shard, push)
+        for name, values in _values(shard).items():
+            np.testing.assert_array_equal(values, before[name])

@@ -112,6 +112,24 @@ class Topology:
         if problems:
             raise problems[0]
 
+    def named_kinds(self) -> set[str]:
+        """Every value of a ``kind`` key anywhere in the topology: actor kinds, the
+        ``[model]``/``[optimizer]``/``[protocol]`` kinds, kinds inside actor args."""
+        found: set[str] = set()
+
+        def walk(value: Any) -> None:
+            if isinstance(value, Mapping):
+                for key, item in value.items():
+                    if key == "kind" and isinstance(item, str):
+                        found.add(item)
+                    walk(item)
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    walk(item)
+
+        walk(self.to_dict())
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts and lists in the TOML file's shape (``node``, ``actor``); None left out."""
         out: dict[str, Any] = {
