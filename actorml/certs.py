@@ -28,9 +28,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import CredentialsError
+from .messages import LAUNCHER_NODE
+from .topology import Topology
 from .transport import TLSCredentials
 
-__all__ = ["CA_CERT", "Authority", "CertificateSet", "NodeFiles", "write_set"]
+__all__ = [
+    "CA_CERT",
+    "Authority",
+    "CertificateSet",
+    "NodeFiles",
+    "cluster_hosts",
+    "for_cluster",
+    "user_set",
+    "write_set",
+]
 
 CA_CERT = "ca.crt"
 _SKEW = datetime.timedelta(hours=1)  # hosts' clocks disagree a little
@@ -229,3 +240,52 @@ def write_set(
     for name in dict.fromkeys(names):
         _write_node(directory, ca, name, (*hosts.get("*", ()), *hosts.get(name, ())))
     return CertificateSet(directory, authority)
+
+
+def cluster_hosts(topology: Topology) -> dict[str, tuple[str, ...]]:
+    """The host names and addresses each node's certificate should name besides its
+    node name: the cluster's ``host`` for all, and the host of a node's own address."""
+    hosts: dict[str, tuple[str, ...]] = {"*": (topology.cluster.host,)}
+    for node in topology.nodes:
+        if node.address and "://" in node.address:
+            host = node.address.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
+            if host:
+                hosts[node.name] = (host,)
+    return hosts
+
+
+def user_set(topology: Topology) -> CertificateSet | None:
+    """The set in ``[cluster] tls_dir`` (None if not set), every file the launcher and
+    its nodes need checked readable.
+
+    Raises:
+        CredentialsError: one is missing or unreadable.
+    """
+    cluster = topology.cluster
+    if not cluster.tls or cluster.tls_dir is None:
+        return None
+    certs = CertificateSet(Path(cluster.tls_dir))
+    for name in [LAUNCHER_NODE, *(n.name for n in topology.nodes)]:
+        certs.files(name).load()
+    return certs
+
+
+def for_cluster(topology: Topology, private_dir: Path) -> CertificateSet | None:
+    """The certificates a cluster's pipes use, or None if they are not TLS.
+
+    With ``[cluster] tls_dir``, the user's set there, every node's files (and the
+    launcher's) checked readable; without, a new set for this run in
+    ``private_dir/tls``, whose CA stays in memory to certify nodes added later.
+
+    Raises:
+        CredentialsError: a file of ``tls_dir`` is missing or unreadable.
+    """
+    if not topology.cluster.tls:
+        return None
+    given = user_set(topology)
+    if given is not None:
+        return given
+    names = [LAUNCHER_NODE, *(n.name for n in topology.nodes)]
+    return write_set(
+        private_dir / "tls", names, authority=Authority.new(), hosts=cluster_hosts(topology)
+    )
