@@ -1,9 +1,9 @@
-"""The ``actorml`` command: ``up``, ``check``, ``node``.
+"""The ``actorml`` command: ``up``, ``check``, ``node``, ``certs``.
 
 Exit statuses of ``actorml up``: 0 success; 1 the job failed (the cluster gave up or
-did not start); 2 bad usage or a bad topology file (one line on stderr naming the
-key); 130 on Ctrl-C, 143 on SIGTERM (after an orderly shutdown). ``actorml node``
-exits 3 when its root supervisor gives up (the launcher then decides).
+did not start); 2 bad usage, a bad topology file or a missing TLS file (one line on
+stderr naming the key); 130 on Ctrl-C, 143 on SIGTERM (after an orderly shutdown).
+``actorml node`` exits 3 when its root supervisor gives up (the launcher then decides).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import trio
 
 from . import builtins as _builtins  # noqa: F401 - registers the built-in kinds
-from .errors import TopologyError, UnknownKind
+from .errors import CredentialsError, TopologyError, UnknownKind
 from .groups import sole
 from .topology import Topology, check_topology
 
@@ -46,6 +46,19 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--run-dir", type=Path, required=True)
     node.add_argument("--socket-dir", type=Path, required=True)
     node.add_argument("--incarnation", type=int, default=1)
+    node.add_argument("--tls-ca", type=Path, help="the cluster CA's certificate (tcp)")
+    node.add_argument("--tls-cert", type=Path, help="this node's certificate (tcp)")
+    node.add_argument("--tls-key", type=Path, help="this node's private key (tcp)")
+    certs = sub.add_parser(
+        "certs", help="make a cluster CA and a certificate and key for every node, for tls_dir"
+    )
+    certs.add_argument("directory", type=Path, help="where to write them (new or empty; 0700)")
+    certs.add_argument("--topology", type=Path, help="certify every node of this topology")
+    certs.add_argument("--nodes", help="certify these node names (comma-separated)")
+    certs.add_argument(
+        "--hosts", default="", help="host names or IP addresses every certificate also names"
+    )
+    certs.add_argument("--days", type=int, default=365, help="validity (default: 365)")
     return parser
 
 
@@ -79,13 +92,59 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "node":
         return _node(args)
+    if args.command == "certs":
+        return _certs(args)
     return _up(args)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from .certs import Authority, cluster_hosts, write_set
+    from .messages import LAUNCHER_NODE
+    from .topology.fields import valid_name
+
+    if args.topology is None and not args.nodes:
+        return _fail("actorml certs needs --topology FILE or --nodes a,b,c")
+    if args.days < 1:
+        return _fail(f"--days must be a positive number of days, got {args.days}")
+    names: list[str] = []
+    hosts: dict[str, tuple[str, ...]] = {}
+    if args.topology is not None:
+        topology = load(args.topology)
+        names += [n.name for n in topology.nodes]
+        hosts = cluster_hosts(topology)
+    for name in filter(None, (n.strip() for n in (args.nodes or "").split(","))):
+        try:
+            valid_name(name)
+        except ValueError as exc:
+            return _fail(f"--nodes: {exc}")
+        names.append(name)
+    extra = tuple(h.strip() for h in args.hosts.split(",") if h.strip())
+    hosts["*"] = (*hosts.get("*", ()), *extra)
+    names = list(dict.fromkeys([LAUNCHER_NODE, *names]))
+    try:
+        write_set(args.directory, names, authority=Authority.new(days=args.days), hosts=hosts)
+    except FileExistsError as exc:
+        return _fail(f"{exc} (choose a new or empty directory)")
+    except OSError as exc:
+        return _fail(f"cannot write to {str(args.directory)!r}: {exc.strerror}")
+    print(f"ok: {args.directory}: a CA and certificates for {', '.join(names)}")
+    print(f"  set [cluster] tls_dir = {str(args.directory)!r}; give each host only its node's key")
+    return 0
 
 
 def _node(args: argparse.Namespace) -> int:
     from .nodeproc import run_node_process
 
     topology = Topology.from_toml(args.topology)
+    try:
+        tls = _node_credentials(args, topology)
+    except CredentialsError as exc:
+        return _fail(str(exc))
 
     async def serve() -> int:
         status = 0
@@ -100,6 +159,7 @@ def _node(args: argparse.Namespace) -> int:
                     run_dir=args.run_dir,
                     socket_dir=args.socket_dir,
                     incarnation=args.incarnation,
+                    tls=tls,
                 )
                 nursery.cancel_scope.cancel()
 
@@ -112,6 +172,28 @@ def _node(args: argparse.Namespace) -> int:
         return status
 
     return trio.run(serve)
+
+
+def _node_credentials(args: argparse.Namespace, topology: Topology) -> Any:
+    """The node's TLS credentials: from the options, else from ``tls_dir``; None off tcp.
+
+    Raises:
+        CredentialsError: TLS is on but they are missing or unreadable.
+    """
+    from .certs import CertificateSet, NodeFiles
+
+    cluster = topology.cluster
+    if not cluster.tls:
+        return None
+    given = (args.tls_ca, args.tls_cert, args.tls_key)
+    if all(given):
+        return NodeFiles(*given).load(key="--tls-ca/--tls-cert/--tls-key")
+    if cluster.tls_dir is not None:
+        return CertificateSet(Path(cluster.tls_dir)).files(args.name).load()
+    raise CredentialsError(
+        f"node {args.name} runs over tls+tcp but has no certificate: pass --tls-ca, "
+        "--tls-cert and --tls-key, or set [cluster] tls_dir"
+    )
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -134,6 +216,12 @@ def _up(args: argparse.Namespace) -> int:
         print("error: actorml up needs a topology file (or --resume RUN_DIR)", file=sys.stderr)
         return 2
     topology = load(args.topology)
+    try:
+        from .certs import user_set
+
+        user_set(topology)  # before anything starts: one line, not a failed launch
+    except CredentialsError as exc:
+        return _fail(str(exc))
     if args.log_level:
         import attrs
 

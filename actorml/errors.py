@@ -14,6 +14,7 @@ __all__ = [
     "ClusterGaveUp",
     "ClusterStartError",
     "CodecError",
+    "CredentialsError",
     "NoSnapshot",
     "NodeUnreachable",
     "Refused",
@@ -72,6 +73,10 @@ class CodecError(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class CredentialsError(ValueError):
+    """A node's TLS files are missing or unreadable (``str(err)`` names the file and the fix)."""
 
 
 class TransportClosed(Exception):

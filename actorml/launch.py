@@ -28,6 +28,7 @@ import structlog
 import trio
 
 from .actor import run_actor
+from .certs import CertificateSet, for_cluster
 from .control import LauncherControl
 from .errors import ActorGone, AskTimeout, ClusterGaveUp, ClusterStartError, UnknownNode
 from .groups import sole
@@ -48,7 +49,7 @@ from .messages import (
     Stats,
 )
 from .node import Node
-from .nodestart import node_address, placement
+from .nodestart import node_address, placement, warn_if_insecure
 from .process import ChildProcess, spawn
 from .resume import mark_resume
 from .supervisor import RestartIntensity, Strategy
@@ -98,6 +99,7 @@ class Cluster:
     socket_dir: Path
     node: Node
     procs: dict[str, NodeProcess]
+    certs: CertificateSet | None = None
     completed: trio.Event = attrs.field(factory=trio.Event)
     result: dict[str, Any] | None = None
     failure: BaseException | None = None
@@ -224,7 +226,17 @@ class Cluster:
             "--run-dir", str(self.run_dir),
             "--socket-dir", str(self.socket_dir),
             "--incarnation", str(incarnation),
+            *self._tls_options(name),
         ]  # fmt: skip
+
+    def _tls_options(self, name: str) -> list[str]:
+        """The node's own key and certificate and the CA's: never another node's key."""
+        if self.certs is None:
+            return []
+        files = self.certs.files(name)
+        files.load()  # a node added later needs its files too: say so here, not in its log
+        paths = {"--tls-ca": files.ca, "--tls-cert": files.cert, "--tls-key": files.key}
+        return [part for option, path in paths.items() for part in (option, str(path))]
 
     async def _spawn(self, name: str) -> None:
         assert self._nursery is not None
@@ -452,7 +464,12 @@ async def open_cluster(
     With ``resume``, the roles start from the latest snapshot in ``run_dir`` (see
     :mod:`actorml.resume`) instead of afresh.
 
+    A tcp cluster runs every pipe over mutual TLS: with the set in ``[cluster] tls_dir``
+    or, without one, a CA and certificates made for this run in the private socket
+    directory (removed with it); each node process is handed its own key only.
+
     Raises:
+        CredentialsError: a file of ``tls_dir`` is missing or unreadable.
         NoSnapshot: ``resume`` but ``run_dir`` holds no snapshot.
         ClusterStartError: a node was not ready within ``ready_timeout_s``.
         ClusterGaveUp: node processes died more often than the restart intensity allows
@@ -478,16 +495,23 @@ async def open_cluster(
     socket_root = os.environ.get("ACTORML_SOCKET_ROOT", "/tmp")
     socket_dir = Path(tempfile.mkdtemp(prefix="actorml-", dir=socket_root))
     cluster_spec = topology.cluster
+    try:
+        certs = for_cluster(topology, socket_dir)
+    except BaseException:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+        raise
+    warn_if_insecure(cluster_spec, structlog.get_logger())
+    tls = None if certs is None else certs.files(LAUNCHER_NODE).load()
     node = Node(
         LAUNCHER_NODE,
-        NngTransport(recv_max_size=cluster_spec.recv_max_size),
+        NngTransport(recv_max_size=cluster_spec.recv_max_size, tls=tls),
         node_address(topology, LAUNCHER_NODE, socket_dir),
         placement=placement(topology),
         ask_timeout_s=cluster_spec.ask_timeout_s,
         send_timeout_s=cluster_spec.ask_timeout_s,
         max_frame_size=cluster_spec.recv_max_size,
     )
-    cluster = Cluster(topology, run_dir, socket_dir, node, {})
+    cluster = Cluster(topology, run_dir, socket_dir, node, {}, certs)
     cluster._intensity = RestartIntensity(
         cluster_spec.supervisor.max_restarts, cluster_spec.supervisor.within_s
     )

@@ -334,7 +334,7 @@ class Node:
             if address is None:
                 known = ", ".join(sorted(self.directory)) or "none"
                 raise UnknownNode(f"no address for node {node!r} (known: {known})")
-            outbox = self._outboxes[node] = self.transport.connect(address)
+            outbox = self._outboxes[node] = self.transport.connect(address, node)
         sent = False
         with trio.move_on_after(self.send_timeout_s):
             try:

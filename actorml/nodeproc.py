@@ -24,10 +24,10 @@ from .errors import SupervisorGaveUp
 from .log import configure_logging
 from .messages import LAUNCHER, LAUNCHER_NODE, Heartbeat, NodeGaveUp, NodeHello, NodeIdle, NodeReady
 from .node import Node
-from .nodestart import actor_child, node_address, placement
+from .nodestart import actor_child, node_address, placement, warn_if_insecure
 from .supervisor import Supervisor
 from .topology import Topology
-from .transport import NngTransport
+from .transport import NngTransport, TLSCredentials
 
 __all__ = ["EXIT_GAVE_UP", "run_node_process"]
 
@@ -42,8 +42,12 @@ async def run_node_process(
     run_dir: Path,
     socket_dir: Path,
     incarnation: int,
+    tls: TLSCredentials | None = None,
 ) -> int:
-    """Serve node ``name`` until the launcher says stop; returns the exit status."""
+    """Serve node ``name`` until the launcher says stop; returns the exit status.
+
+    ``tls``: the node's own certificate, key and the cluster CA, for ``tls+tcp://``.
+    """
     # What this node may import is what its topology names: nothing a message says.
     registry.seal(kind for kind in topology.named_kinds() if ":" in kind)
     cluster = topology.cluster
@@ -55,10 +59,12 @@ async def run_node_process(
         console_level="warning",
     )
     log = structlog.get_logger()
+    warn_if_insecure(cluster, log)
     node = Node(
         name,
         NngTransport(
             recv_max_size=cluster.recv_max_size,
+            tls=tls,
             # nng's pipe events, handed to trio: what a connection did, in the log.
             # (They run outside any task, so the node is bound by hand.)
             on_pipe_lost=lambda address: log.info("peer_pipe_lost", node=name, address=address),

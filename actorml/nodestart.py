@@ -12,32 +12,51 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import registry
 from .actor import Actor, run_actor
 from .messages import LAUNCHER_NODE
 from .node import Node
 from .supervisor import ChildSpec
-from .topology import ActorSpec, Topology
+from .topology import ActorSpec, ClusterSpec, Topology
 
-__all__ = ["actor_child", "node_address", "placement"]
+__all__ = ["actor_child", "node_address", "placement", "warn_if_insecure"]
+
+INSECURE_RISK = (
+    "plain tcp: anyone who can reach a node's port can send it messages as any node, "
+    "the launcher included (remove insecure = true to use mutual TLS)"
+)
 
 
 def node_address(topology: Topology, name: str, socket_dir: Path) -> str:
-    """Where node ``name`` listens: an ipc socket in ``socket_dir``, or tcp."""
+    """Where node ``name`` listens: an ipc socket in ``socket_dir``, or tcp.
+
+    On a tcp cluster that is not ``insecure``, tcp is ``tls+tcp://`` (an explicit
+    ``tcp://`` address too: the cluster's setting decides, not the address's spelling).
+    """
     cluster = topology.cluster
     if name != LAUNCHER_NODE:
         explicit = topology.node(name).address
         if explicit:
+            if cluster.tls and explicit.startswith("tcp://"):
+                return f"tls+{explicit}"
             return explicit
     if cluster.transport == "tcp":
+        scheme = "tls+tcp" if cluster.tls else "tcp"
         if not cluster.base_port:
-            return f"tcp://{cluster.host}:0"
+            return f"{scheme}://{cluster.host}:0"
         # The launcher takes base_port, node i (in topology order) base_port + 1 + i.
         names = [n.name for n in topology.nodes]
         offset = 0 if name == LAUNCHER_NODE else 1 + names.index(name)
-        return f"tcp://{cluster.host}:{cluster.base_port + offset}"
+        return f"{scheme}://{cluster.host}:{cluster.base_port + offset}"
     return f"ipc://{socket_dir}/{name}.sock"
+
+
+def warn_if_insecure(cluster: ClusterSpec, log: Any) -> None:
+    """Say what ``insecure = true`` gives away, once, as the cluster or node starts."""
+    if cluster.transport == "tcp" and cluster.insecure:
+        log.warning("insecure_transport", risk=INSECURE_RISK)
 
 
 def placement(topology: Topology) -> dict[str, str]:

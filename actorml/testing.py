@@ -230,8 +230,9 @@ class MemoryTransport:
             self.address = address
         return inbox
 
-    def connect(self, address: str) -> MemoryOutbox:
-        """An outbox to ``address``; nobody needs to listen there yet."""
+    def connect(self, address: str, peer: str | None = None) -> MemoryOutbox:
+        """An outbox to ``address``; nobody needs to listen there yet (``peer``, the
+        node expected there, is not checked: the memory network has no listener proof)."""
         return MemoryOutbox(_check_address(address), self)
 
 

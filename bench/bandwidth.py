@@ -9,6 +9,11 @@ Pull0 process that receives with ``recv_msg()`` and ``np.frombuffer`` (no copy),
 then asks for an ack the same way. The first batch of each is a warm-up and is
 discarded; the figures are medians over the remaining batches.
 
+Then the price of mutual TLS: the same stream between two clusters running side by
+side, one on plain tcp (``insecure``) and one on ``tls+tcp`` (the default for tcp),
+in alternating batches (``gbps_tls`` beside ``gbps_plain_tcp``; ratio
+``gbps_tls_vs_tcp``).
+
     python bench/bandwidth.py [--quick] [--json PATH]
 """
 
@@ -39,12 +44,13 @@ RECV_MAX_SIZE = 64 * 1024 * 1024
 KINDS = ("actor", "raw")
 
 
-def topology(run_dir: Path) -> Topology:
-    """A node with a Source and a node with a Sink, over ipc."""
+def topology(run_dir: Path, transport: str = "ipc", *, tls: bool = False) -> Topology:
+    """A node with a Source and a node with a Sink (tcp: TLS if ``tls``)."""
     return Topology(
         ClusterSpec(
-            name="bench-bandwidth",
-            transport="ipc",
+            name=f"bench-bandwidth-{transport}{'-tls' if tls else ''}",
+            transport=transport,
+            insecure=transport == "tcp" and not tls,
             log_level="warning",
             run_dir=str(run_dir),
             recv_max_size=RECV_MAX_SIZE,
@@ -100,6 +106,25 @@ async def measure(batches: int, count: int, tmp: Path) -> dict[str, np.ndarray]:
     return {kind: np.asarray(values) for kind, values in samples.items()}
 
 
+async def measure_tls(batches: int, count: int, tmp: Path) -> dict[str, np.ndarray]:
+    """GB/s of each batch on plain tcp ("tcp") and on TLS ("tls"), alternating batches
+    between two clusters that run side by side."""
+    samples: dict[str, list[float]] = {"tcp": [], "tls": []}
+    async with (
+        open_cluster(topology(tmp / "runs", "tcp")) as plain,
+        open_cluster(topology(tmp / "runs", "tcp", tls=True)) as tls,
+    ):
+        clusters = {"tcp": plain, "tls": tls}
+        for n in range(batches + 1):  # batch 0 is the warm-up
+            for kind in ("tcp", "tls") if n % 2 else ("tls", "tcp"):
+                done: Streamed = await clusters[kind].ask("source", Stream(count, ARRAY_BYTES))
+                if done.received_bytes != count * ARRAY_BYTES:
+                    raise RuntimeError(f"{kind} batch delivered {done.received_bytes} bytes")
+                if n:
+                    samples[kind].append(done.received_bytes / done.elapsed_ns)
+    return {kind: np.asarray(values) for kind, values in samples.items()}
+
+
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     batches, count = (5, 32) if args.quick else (10, 64)
@@ -118,8 +143,24 @@ def main() -> None:
         ["", "median GB/s", "min GB/s", "max GB/s", "batches", "actor / this"],
         rows,
     )
+    with scratch_dir() as tmp:
+        over = trio.run(measure_tls, batches, count, tmp)
+    plain, tls = median(over["tcp"]), median(over["tls"])
+    print_table(
+        f"The same stream over tcp, plain beside mutual TLS, {batches} interleaved batches",
+        ["", "median GB/s", "min GB/s", "max GB/s", "batches", "this / plain"],
+        [
+            [label, median(over[kind]), float(over[kind].min()), float(over[kind].max()),
+             len(over[kind]), f"{median(over[kind]) / plain:.2f}"]
+            for kind, label in (("tcp", "actorml tell, plain tcp"), ("tls", "actorml tell, mTLS"))
+        ],
+    )  # fmt: skip
     if args.json:
-        write_json(args.json, {"actor_gbps": actor, "raw_gbps": raw}, {"gbps_vs_raw": actor / raw})
+        write_json(
+            args.json,
+            {"actor_gbps": actor, "raw_gbps": raw, "gbps_plain_tcp": plain, "gbps_tls": tls},
+            {"gbps_vs_raw": actor / raw, "gbps_tls_vs_tcp": tls / plain},
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ round trip to a Rep0 echo process, once with trio (``asend``/``arecv_msg``, the 
 actorml drives nng) and once with blocking calls. The first batch of each is a
 warm-up and is discarded; the figures are medians over every remaining round trip.
 
+Then the price of mutual TLS: two clusters at once, one on plain tcp (``insecure``)
+and one on ``tls+tcp`` (the default for tcp), asked in alternating batches
+(``ask_rtt_us_tls`` beside ``ask_rtt_us_plain_tcp``; ratio ``ask_rtt_tls_vs_tcp``).
+
     python bench/latency.py [--quick] [--json PATH]
 """
 
@@ -36,12 +40,13 @@ PAYLOAD_BYTES = 8
 KINDS = ("ask", "raw", "raw_sync")
 
 
-def topology(transport: str, run_dir: Path) -> Topology:
-    """A client node with a Prober and a server node with an Echo."""
+def topology(transport: str, run_dir: Path, *, tls: bool = False) -> Topology:
+    """A client node with a Prober and a server node with an Echo (tcp: TLS if ``tls``)."""
     return Topology(
         ClusterSpec(
-            name=f"bench-latency-{transport}",
+            name=f"bench-latency-{transport}{'-tls' if tls else ''}",
             transport=transport,
+            insecure=transport == "tcp" and not tls,
             log_level="warning",
             run_dir=str(run_dir),
             ask_timeout_s=120.0,
@@ -108,6 +113,25 @@ async def measure(transport: str, batches: int, rounds: int, tmp: Path) -> dict[
     return {kind: np.concatenate(parts) for kind, parts in samples.items()}
 
 
+async def measure_tls(batches: int, rounds: int, tmp: Path) -> dict[str, np.ndarray]:
+    """Ask round trips in microseconds on plain tcp ("tcp") and on TLS ("tls"),
+    alternating batches between two clusters that run side by side."""
+    samples: dict[str, list[np.ndarray]] = {"tcp": [], "tls": []}
+    async with (
+        open_cluster(topology("tcp", tmp / "runs")) as plain,
+        open_cluster(topology("tcp", tmp / "runs", tls=True)) as tls,
+    ):
+        clusters = {"tcp": plain, "tls": tls}
+        for n in range(batches + 1):  # batch 0 is the warm-up
+            for kind in ("tcp", "tls") if n % 2 else ("tls", "tcp"):
+                timings: Timings = await clusters[kind].ask("prober", Measure(rounds))
+                if len(timings.rtt_ns) != rounds:
+                    raise RuntimeError(f"{kind} batch returned {len(timings.rtt_ns)} of {rounds}")
+                if n:
+                    samples[kind].append(np.asarray(timings.rtt_ns) / 1e3)
+    return {kind: np.concatenate(parts) for kind, parts in samples.items()}
+
+
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     batches, rounds = (5, 300) if args.quick else (10, 1000)
@@ -131,8 +155,18 @@ def main() -> None:
                 [f"{transport}  {label}", mid, float(p10), float(p90), len(us[kind]),
                  "" if kind == "ask" else f"{ask / mid:.2f}"]
             )  # fmt: skip
+    with scratch_dir() as tmp:
+        over = trio.run(measure_tls, batches, rounds, tmp)
+    plain, tls = median(over["tcp"]), median(over["tls"])
+    figures["ask_rtt_us_plain_tcp"], figures["ask_rtt_us_tls"] = plain, tls
+    ratios["ask_rtt_tls_vs_tcp"] = tls / plain
+    for kind, label in (("tcp", "tcp   actorml ask, plain"), ("tls", "tls   actorml ask, mTLS")):
+        p10, p90 = np.percentile(over[kind], [10, 90])
+        mid = median(over[kind])
+        rows.append([label, mid, float(p10), float(p90), len(over[kind]), f"{plain / mid:.2f}"])
     print_table(
-        f"Round trip of an {PAYLOAD_BYTES}-byte ask, {batches} interleaved batches of {rounds}",
+        f"Round trip of an {PAYLOAD_BYTES}-byte ask, {batches} interleaved batches of {rounds}"
+        " (last two rows: plain tcp beside TLS, 'ask / this' is plain tcp / this)",
         ["", "median us", "p10 us", "p90 us", "samples", "ask / this"],
         rows,
     )

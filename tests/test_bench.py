@@ -32,15 +32,21 @@ EXPECTED = {
             "ask_rtt_us_tcp",
             "raw_rtt_us_tcp",
             "raw_sync_rtt_us_tcp",
+            "ask_rtt_us_plain_tcp",
+            "ask_rtt_us_tls",
         },
         {
             "ask_rtt_vs_raw",
             "ask_rtt_vs_raw_sync",
             "ask_rtt_vs_raw_tcp",
             "ask_rtt_vs_raw_sync_tcp",
+            "ask_rtt_tls_vs_tcp",
         },
     ),
-    "bandwidth": ({"actor_gbps", "raw_gbps"}, {"gbps_vs_raw"}),
+    "bandwidth": (
+        {"actor_gbps", "raw_gbps", "gbps_plain_tcp", "gbps_tls"},
+        {"gbps_vs_raw", "gbps_tls_vs_tcp"},
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -371,3 +373,105 @@ class TestCommandLine:
                 continue
             assert done.returncode == 0, done.stderr
             assert done.stdout.startswith("ok: ")
+
+
+def _pingpong_over_tcp(tmp_path: Path, extra: str = "") -> Path:
+    """examples/pingpong.toml on tcp, shorter, with ``extra`` lines in [cluster]."""
+    text = (ROOT / "examples" / "pingpong.toml").read_text()
+    text = text.replace('transport = "ipc"', f'transport = "tcp"\nrun_dir = "{tmp_path}"{extra}')
+    path = tmp_path / "pingpong-tcp.toml"
+    path.write_text(text.replace("rounds = 2000", "rounds = 200"))
+    return path
+
+
+class TestTLS:
+    def test_certs_then_up_over_tls(self, tmp_path: Path) -> None:
+        """`actorml certs` makes a private set (CA, one cert and key per node and the
+        launcher); pingpong over tcp with tls_dir runs on it and leaves nothing behind."""
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        certs = tmp_path / "certs"
+        topology = _pingpong_over_tcp(tmp_path, f'\ntls_dir = "{certs}"')
+        made = _run_cli("certs", str(certs), "--topology", str(topology))
+        assert made.returncode == 0, made.stderr
+        assert sorted(p.name for p in certs.iterdir()) == [
+            "_launcher.crt", "_launcher.key", "ca.crt", "left.crt", "left.key",
+            "right.crt", "right.key",
+        ]  # fmt: skip
+        assert certs.stat().st_mode & 0o777 == 0o700
+        assert {(certs / f"{n}.key").stat().st_mode & 0o777 for n in ("left", "right")} == {0o600}
+        cert = x509.load_pem_x509_certificate((certs / "left.crt").read_bytes())
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "left"
+        assert _run_cli("check", str(topology)).returncode == 0
+        done = _run_cli("up", str(topology), "--run-dir", str(tmp_path / "run"))
+        assert done.returncode == 0, done.stderr
+        assert "job complete" in done.stdout and "median_rtt_us" in done.stdout
+        assert "tls+tcp://127.0.0.1:" in (tmp_path / "run" / "logs" / "left.jsonl").read_text()
+        assert _socket_dirs() == set()
+
+    async def test_open_cluster_certifies_its_nodes_for_the_run(self, tmp_path: Path) -> None:
+        """Without tls_dir the launcher makes a CA and certificates in its private
+        directory, hands each node only its own key, and removes them all at the end."""
+        topology = _topology(tmp_path)
+        topology = attrs.evolve(topology, cluster=attrs.evolve(topology.cluster, transport="tcp"))
+        with trio.fail_after(60):
+            async with open_cluster(topology) as cluster:
+                total: Total = await cluster.ask("c2", Get())
+                tls = cluster.socket_dir / "tls"
+                assert tls.stat().st_mode & 0o777 == 0o700
+                command = cluster._command("n1", 1)
+                keys = [part for part in command if part.endswith(".key")]
+                assert keys == [str(tls / "n1.key")]
+                assert cluster.node.address.startswith("tls+tcp://127.0.0.1:")
+        assert total.value == 100
+        assert _socket_dirs() == set()
+
+    async def test_insecure_tcp_warns_and_runs_in_clear(self, tmp_path: Path) -> None:
+        """`insecure = true` runs plain tcp, and says at start who could then speak."""
+        topology = _topology(tmp_path)
+        cluster_spec = attrs.evolve(topology.cluster, transport="tcp", insecure=True)
+        with trio.fail_after(60):
+            async with open_cluster(attrs.evolve(topology, cluster=cluster_spec)) as cluster:
+                assert cluster.node.address.startswith("tcp://127.0.0.1:")
+                total: Total = await cluster.ask("c1", Get())
+        assert total.value == 0
+        for name in ("launcher", "n1", "n2"):
+            lines = (cluster.run_dir / "logs" / f"{name}.jsonl").read_text().splitlines()
+            (warning,) = [e for e in map(json.loads, lines) if e["event"] == "insecure_transport"]
+            assert warning["level"] == "warning"
+            assert (
+                "anyone who can reach a node's port can send it messages as any node"
+                in (warning["risk"])
+            )
+        assert _socket_dirs() == set()
+
+    def test_a_bad_tls_dir_exits_2_with_one_line(self, tmp_path: Path) -> None:
+        """A tls_dir without the launcher's files: exit 2, one line naming the key, the
+        file and the fix; nothing is started."""
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        topology = _pingpong_over_tcp(tmp_path, f'\ntls_dir = "{empty}"')
+        done = _run_cli("up", str(topology))
+        assert done.returncode == 2
+        assert done.stderr == (
+            f"error: cluster.tls_dir: cannot read '{empty}/ca.crt' (no such file or "
+            "directory); make a set with `actorml certs DIR --topology FILE`\n"
+        )
+        assert done.stdout == ""
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            ((), "error: actorml certs needs --topology FILE or --nodes a,b,c\n"),
+            (("--nodes", "a,9b"), "error: --nodes: invalid name '9b' (expected a letter "
+             "followed by letters, digits, '_', '.' or '-')\n"),
+        ],
+    )  # fmt: skip
+    def test_certs_bad_input_exits_2_with_one_line(
+        self, tmp_path: Path, args: tuple[str, ...], message: str
+    ) -> None:
+        """`actorml certs` without node names, or with a bad one, exits 2 with one line."""
+        done = _run_cli("certs", str(tmp_path / "c"), *args)
+        assert (done.returncode, done.stderr) == (2, message)
+        assert not (tmp_path / "c").exists()

@@ -44,18 +44,27 @@ class TestNodeAddress:
     def test_tcp_ports_follow_topology_order(self, tmp_path: Path) -> None:
         """With a base port the launcher takes it and node i takes base_port + 1 + i."""
         topology = _topology(transport="tcp", host="127.0.0.2", base_port=7000)
-        assert node_address(topology, LAUNCHER_NODE, tmp_path) == "tcp://127.0.0.2:7000"
-        assert node_address(topology, "n1", tmp_path) == "tcp://127.0.0.2:7001"
-        assert node_address(topology, "n2", tmp_path) == "tcp://127.0.0.2:7002"
+        assert node_address(topology, LAUNCHER_NODE, tmp_path) == "tls+tcp://127.0.0.2:7000"
+        assert node_address(topology, "n1", tmp_path) == "tls+tcp://127.0.0.2:7001"
+        assert node_address(topology, "n2", tmp_path) == "tls+tcp://127.0.0.2:7002"
 
     def test_tcp_without_base_port_asks_for_any_port(self, tmp_path: Path) -> None:
         """Without a base port a node binds port 0 and reports the port it got."""
         topology = _topology(transport="tcp")
-        assert node_address(topology, "n2", tmp_path) == "tcp://127.0.0.1:0"
+        assert node_address(topology, "n2", tmp_path) == "tls+tcp://127.0.0.1:0"
 
     def test_explicit_address_wins(self, tmp_path: Path) -> None:
         """A node's own address in the topology is used as given."""
         assert node_address(_topology(), "n3", tmp_path) == "tcp://10.0.0.3:9000"
+
+    def test_tcp_is_tls_unless_insecure(self, tmp_path: Path) -> None:
+        """On a tcp cluster an explicit tcp:// address becomes tls+tcp://; with
+        insecure = true every address stays plain tcp."""
+        secure = _topology(transport="tcp")
+        assert node_address(secure, "n3", tmp_path) == "tls+tcp://10.0.0.3:9000"
+        insecure = _topology(transport="tcp", insecure=True)
+        assert node_address(insecure, "n1", tmp_path) == "tcp://127.0.0.1:0"
+        assert node_address(insecure, "n3", tmp_path) == "tcp://10.0.0.3:9000"
 
 
 def test_placement_names_every_actors_node() -> None:

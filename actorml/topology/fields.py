@@ -166,6 +166,11 @@ def nonempty_string(value: Any) -> None:
         raise ValueError(f"expected a non-empty string, got {describe(value)}")
 
 
+def optional_string(value: Any) -> None:
+    if value is not None:
+        nonempty_string(value)
+
+
 def choice(what: str, choices: Iterable[str]) -> Callable[[Any], None]:
     def check(value: Any) -> None:
         if not isinstance(value, str):

@@ -15,6 +15,7 @@ from ..supervisor import Restart, Strategy
 from .fields import (
     MAX_MAILBOX,
     FieldValueError,
+    boolean,
     checked,
     choice,
     describe,
@@ -26,6 +27,7 @@ from .fields import (
     nonempty_string,
     number,
     optional_positive_int,
+    optional_string,
     seconds,
     to_args,
     to_float,
@@ -117,6 +119,10 @@ class ClusterSpec:
     )
     host: str = attrs.field(default="127.0.0.1", validator=checked(host_name))
     base_port: int = attrs.field(default=0, validator=checked(integer(0, 65535)))
+    # tcp: every pipe is mutually authenticated TLS unless ``insecure``; certificates
+    # come from ``tls_dir`` (made by ``actorml certs``) or are made for the run.
+    insecure: bool = attrs.field(default=False, validator=checked(boolean))
+    tls_dir: str | None = attrs.field(default=None, validator=checked(optional_string))
     mailbox_size: int = attrs.field(default=1024, validator=checked(integer(1, MAX_MAILBOX)))
     recv_max_size: int = attrs.field(
         default=256 * 1024 * 1024, validator=checked(integer(1, 2**32 - 1))
@@ -142,7 +148,23 @@ class ClusterSpec:
         default=CLUSTER_SUPERVISOR, validator=checked(instance_of(SupervisorSpec))
     )
 
+    @property
+    def tls(self) -> bool:
+        """True if every pipe between nodes is mutual TLS (tcp, not ``insecure``)."""
+        return self.transport == "tcp" and not self.insecure
+
     def __attrs_post_init__(self) -> None:
+        if self.tls_dir is not None and self.transport != "tcp":
+            raise FieldValueError(
+                "tls_dir",
+                f"certificates are for transport = 'tcp', got transport = {self.transport!r} "
+                "(remove tls_dir, or set transport = 'tcp')",
+            )
+        if self.tls_dir is not None and self.insecure:
+            raise FieldValueError(
+                "tls_dir",
+                "insecure = true turns TLS off, so tls_dir would be ignored (remove one of them)",
+            )
         if not self.heartbeat_deadline_s > self.heartbeat_interval_s:
             raise FieldValueError(
                 "heartbeat_deadline_s",
