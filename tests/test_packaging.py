@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
@@ -59,6 +60,10 @@ print(json.dumps({
     "pinger": sys.modules[registry.resolve("actor", "pinger").__module__].__file__,
 }))
 """
+
+
+OUTER_PTH = "outer-environment.pth"
+"""The venv's window onto the test interpreter's packages (see `make_venv`)."""
 
 
 def clean_env() -> dict[str, str]:
@@ -113,7 +118,8 @@ def build_wheel(work: Path) -> Path:
 
 @pytest.fixture(name="venv", scope="module")
 def _venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh virtualenv, seeing the system site-packages, with only the wheel installed."""
+    """A fresh virtualenv, seeing the running interpreter's packages, with only the wheel
+    installed."""
     venv = tmp_path_factory.mktemp("venv") / "env"
     try:
         yield make_venv(venv, wheel)
@@ -122,14 +128,21 @@ def _venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
 
 
 def make_venv(venv: Path, wheel: Path) -> Path:
-    # No pip of its own: the system's pip, visible through the system site-packages,
-    # installs into the venv's prefix. Saves the seconds ensurepip takes.
-    done = run(
-        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", venv],
-        cwd=venv.parent,
-    )
+    """A venv whose own site-packages hold only the wheel, and which sees the packages of
+    the interpreter running the tests (its dependencies, and pip).
+
+    Not ``--system-site-packages``: run from inside a virtualenv, that would show the
+    *base* interpreter's packages, where a user who installed into the venv has none of
+    actorml's dependencies. The running interpreter's site directories are added by a
+    ``.pth`` file instead: they come after the venv's own, so the wheel's copy wins, and
+    their own ``.pth`` files (an editable install of the repository) are not run.
+    """
+    done = run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=venv.parent)
     assert done.returncode == 0, tail(done)
     python = venv / "bin" / "python"
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    outer = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (venv / "lib" / version / "site-packages" / OUTER_PTH).write_text("\n".join(outer) + "\n")
     done = run([python, "-m", "pip", "install", "--no-deps", "--no-index", wheel], cwd=venv.parent)
     assert done.returncode == 0, tail(done)
     return venv
@@ -166,7 +179,7 @@ class TestWheel:
             path = Path(file)
             assert path.is_relative_to(site), f"{module} imported from {path}, not the venv"
             assert not path.is_relative_to(ROOT), f"{module} imported from the repository"
-        installed = sorted(p.name for p in site.iterdir())
+        installed = sorted(p.name for p in site.iterdir() if p.name != OUTER_PTH)
         assert len(installed) == 2 and installed[0] == "actorml", installed
         assert re.fullmatch(r"actorml-[^/]+\.dist-info", installed[1]), installed
 
