@@ -145,10 +145,27 @@ def _npy_header(archive: zipfile.ZipFile, name: str) -> tuple[np.dtype[Any], tup
     return dtype, shape
 
 
-def _shuffled(name: str, X_train: Features, y_train: np.ndarray, seed: int, **rest: Any) -> Dataset:
+def _shuffled(
+    name: str,
+    X_train: Features,
+    y_train: np.ndarray,
+    X_test: Features,
+    y_test: np.ndarray,
+    classes: np.ndarray,
+    seed: int,
+) -> Dataset:
     """Wrap a source that comes pre-split, shuffling its training rows."""
     order = np.random.default_rng(seed).permutation(y_train.shape[0])
-    return Dataset(name=name, X_train=as_features(X_train[order]), y_train=y_train[order], **rest)
+    return Dataset(
+        name=name,
+        X_train=as_features(X_train[order]),
+        y_train=y_train[order],
+        X_test=as_features(X_test),
+        y_test=y_test,
+        n_features=X_train.shape[1],
+        n_classes=classes.size,
+        meta={"classes": classes},
+    )
 
 
 # -- the built-in sources ---------------------------------------------------------------
@@ -220,17 +237,7 @@ class FashionMnistSource:
         (X_train, y_train), (X_test, y_test) = parts["train"], parts["t10k"]
         if opts["max_rows"] is not None:
             X_train, y_train = X_train[: opts["max_rows"]], y_train[: opts["max_rows"]]
-        return _shuffled(
-            source,
-            X_train,
-            y_train,
-            opts["seed"],
-            X_test=as_features(X_test),
-            y_test=y_test,
-            n_features=X_train.shape[1],
-            n_classes=10,
-            meta={"classes": np.arange(10)},
-        )
+        return _shuffled(source, X_train, y_train, X_test, y_test, np.arange(10), opts["seed"])
 
 
 class NpzSource:
@@ -294,17 +301,7 @@ class NpzSource:
         X_test = np.asarray(arrays["X_test"], dtype=np.float64)
         if opts["standardize"]:
             X_train, X_test = standardize(X_train, X_test)
-        return _shuffled(
-            source,
-            X_train,
-            y_train,
-            opts["seed"],
-            X_test=as_features(X_test),
-            y_test=y_test,
-            n_features=X_train.shape[1],
-            n_classes=classes.size,
-            meta={"classes": classes},
-        )
+        return _shuffled(source, X_train, y_train, X_test, y_test, classes, opts["seed"])
 
 
 class LibsvmSource:
@@ -350,17 +347,7 @@ class LibsvmSource:
         else:
             (y_train, y_test), classes = encode_labels(y, loaded[3])
             X_train, X_test = X, sp.csr_matrix(loaded[2])
-        return _shuffled(
-            source,
-            X_train,
-            y_train,
-            opts["seed"],
-            X_test=as_features(X_test),
-            y_test=y_test,
-            n_features=X_train.shape[1],
-            n_classes=classes.size,
-            meta={"classes": classes},
-        )
+        return _shuffled(source, X_train, y_train, X_test, y_test, classes, opts["seed"])
 
 
 def _generate_classification(source: str, options: Mapping[str, Any]) -> Dataset:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from actorml.local import open_local_cluster
+from actorml.local import LocalCluster, open_local_cluster
 from actorml.messages import NodeDown
 from actorml.testing import MemoryNetwork
 from actorml.topology import Topology
@@ -44,23 +44,8 @@ async def test_backup_takes_over_and_nothing_is_lost(tmp_path: Path) -> None:
             job(tmp_path), lambda _name, address: network.transport(address), run_dir=tmp_path
         ) as cluster,
     ):
-        with trio.fail_after(60):
-            while (
-                not (tmp_path / "metrics.jsonl").exists()
-                or len((tmp_path / "metrics.jsonl").read_text().splitlines()) < 100
-            ):
-                await trio.sleep(0.05)
-        # shard-0's node dies: its actors stop, the network loses it, everyone is told.
-        await cluster.supervisors["shard-0"].shutdown()
-        network.partition(
-            ["mem://shard-0"], [f"mem://{n}" for n in cluster.nodes if n != "shard-0"]
-        )
-        down = NodeDown("shard-0", 1, "cut off by the test")
-        for name, node in cluster.nodes.items():
-            if name != "shard-0":
-                node.mark_down("shard-0")
-                for ref in node.local_handlers(NodeDown):
-                    await node.tell(ref, down)
+        await _metric_lines(tmp_path, 100)
+        await _kill_shard_0(cluster, network)
         with trio.fail_after(120):
             result = await cluster.wait()
         scheduler = cluster.actors["scheduler"]
@@ -69,6 +54,18 @@ async def test_backup_takes_over_and_nothing_is_lost(tmp_path: Path) -> None:
     assert result["test_accuracy"] > 0.9
     for audit in result["audit"].values():
         assert audit["lost"] == 0 and audit["doubled"] == 0 and audit["unreported"] == 0
+
+
+async def _kill_shard_0(cluster: LocalCluster, network: MemoryNetwork) -> None:
+    """shard-0's node dies: its actors stop, the network loses it, everyone is told."""
+    await cluster.supervisors["shard-0"].shutdown()
+    network.partition(["mem://shard-0"], [f"mem://{n}" for n in cluster.nodes if n != "shard-0"])
+    down = NodeDown("shard-0", 1, "cut off by the test")
+    for name, node in cluster.nodes.items():
+        if name != "shard-0":
+            node.mark_down("shard-0")
+            for ref in node.local_handlers(NodeDown):
+                await node.tell(ref, down)
 
 
 async def _metric_lines(run_dir: Path, at_least: int) -> None:
@@ -99,16 +96,7 @@ async def test_an_evaluation_that_meets_the_dead_shard_is_skipped(tmp_path: Path
         lines = len((tmp_path / "metrics.jsonl").read_text().splitlines())
         await _metric_lines(tmp_path, lines + 16)
         assert cluster.supervisors["scheduler"].restarts["scheduler"] == 0
-        await cluster.supervisors["shard-0"].shutdown()
-        network.partition(
-            ["mem://shard-0"], [f"mem://{n}" for n in cluster.nodes if n != "shard-0"]
-        )
-        down = NodeDown("shard-0", 1, "cut off by the test")
-        for name, node in cluster.nodes.items():
-            if name != "shard-0":
-                node.mark_down("shard-0")
-                for ref in node.local_handlers(NodeDown):
-                    await node.tell(ref, down)
+        await _kill_shard_0(cluster, network)
         with trio.fail_after(120):
             result = await cluster.wait()
         assert cluster.actors["scheduler"].primaries == ["replica-0", "shard-1"]  # type: ignore[attr-defined]
@@ -141,16 +129,7 @@ async def test_a_push_applied_but_never_acknowledged_is_applied_once(tmp_path: P
         with trio.fail_after(60):
             await applied.wait()
         duplicates = backup.pushes_duplicate  # type: ignore[attr-defined]
-        await cluster.supervisors["shard-0"].shutdown()
-        network.partition(
-            ["mem://shard-0"], [f"mem://{n}" for n in cluster.nodes if n != "shard-0"]
-        )
-        down = NodeDown("shard-0", 1, "cut off by the test")
-        for name, node in cluster.nodes.items():
-            if name != "shard-0":
-                node.mark_down("shard-0")
-                for ref in node.local_handlers(NodeDown):
-                    await node.tell(ref, down)
+        await _kill_shard_0(cluster, network)
         with trio.fail_after(120):
             result = await cluster.wait()
         assert backup.pushes_duplicate == duplicates + 1  # type: ignore[attr-defined]
