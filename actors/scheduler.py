@@ -453,12 +453,16 @@ class Scheduler(Actor):
         )
         # After the result, not before: the launcher reports it at once, and stops this
         # node last, once the plot is drawn (matplotlib takes a second to import).
+        # A plot that fails must not crash (and restart) a scheduler whose job is done.
         self._metrics.flush()
-        await trio.to_thread.run_sync(
-            lambda: plot_training(
-                self.run_dir / "metrics.jsonl", self.evaluations, self.run_dir / "training.png"
+        try:
+            await trio.to_thread.run_sync(
+                lambda: plot_training(
+                    self.run_dir / "metrics.jsonl", self.evaluations, self.run_dir / "training.png"
+                )
             )
-        )
+        except Exception as exc:
+            self.ctx.log.warning("plot_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _audit_failure(audit: dict[str, dict[str, int]]) -> dict[str, str]:
