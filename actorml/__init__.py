@@ -4,6 +4,8 @@ The public API is what ``__all__`` lists; ``tests/test_api.py`` checks it agains
 ``docs/runtime.md``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import builtins as _builtins  # registers the built-in kinds (lazily imported)
 from .actor import Actor as Actor
 from .actor import ActorContext as ActorContext
@@ -19,8 +21,6 @@ from .errors import Refused as Refused
 from .errors import RemoteError as RemoteError
 from .errors import SupervisorGaveUp as SupervisorGaveUp
 from .errors import TopologyError as TopologyError
-from .launch import Cluster as Cluster
-from .launch import open_cluster as open_cluster
 from .messages import Ack as Ack
 from .messages import ActorRef as ActorRef
 from .messages import message as message
@@ -35,6 +35,26 @@ from .topology import SupervisorSpec as SupervisorSpec
 from .topology import Topology as Topology
 
 del _builtins
+
+if TYPE_CHECKING:
+    from .launch import Cluster as Cluster
+    from .launch import open_cluster as open_cluster
+
+# The launcher's half of the door is imported when first asked for: a node process
+# never launches, and ``actorml.launch`` brings the certificate code and cryptography
+# (a fifth of a second per process, seven processes at start).
+_LAZY = {"Cluster": "launch", "open_cluster": "launch"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Ack",

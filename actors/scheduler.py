@@ -438,11 +438,6 @@ class Scheduler(Actor):
         np.savez(self.run_dir / "params.npz", **params)
         if self.job.get("snapshot_every_clocks"):
             await self._snapshot(min(self.clocks.values()))
-        await trio.to_thread.run_sync(
-            lambda: plot_training(
-                self.run_dir / "metrics.jsonl", self.evaluations, self.run_dir / "training.png"
-            )
-        )
         await self.ctx.complete(
             test_accuracy=round(final["test_accuracy"], 4),
             test_loss=round(final["test_loss"], 5),
@@ -456,6 +451,18 @@ class Scheduler(Actor):
             audit=audit,
             **_audit_failure(audit),
         )
+        # After the result, not before: the launcher reports it at once, and stops this
+        # node last, once the plot is drawn (matplotlib takes a second to import).
+        # A plot that fails must not crash (and restart) a scheduler whose job is done.
+        self._metrics.flush()
+        try:
+            await trio.to_thread.run_sync(
+                lambda: plot_training(
+                    self.run_dir / "metrics.jsonl", self.evaluations, self.run_dir / "training.png"
+                )
+            )
+        except Exception as exc:
+            self.ctx.log.warning("plot_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _audit_failure(audit: dict[str, dict[str, int]]) -> dict[str, str]:

@@ -286,6 +286,22 @@ def _run_cli(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
 
 
 class TestCommandLine:
+    def test_up_trains_quickstart(self, tmp_path: Path) -> None:
+        """`actorml up examples/quickstart.toml` reports the result, and leaves the plot
+        (drawn after the result) and every node stopped in order, none signalled."""
+        run = tmp_path / "run"
+        done = _run_cli("up", "examples/quickstart.toml", "--run-dir", str(run))
+        assert done.returncode == 0, done.stderr
+        assert "job complete" in done.stdout and "test_accuracy" in done.stdout
+        assert (run / "training.png").stat().st_size > 10_000
+        assert json.loads((run / "result.json").read_text())["plot"] == str(run / "training.png")
+        log = (run / "logs" / "launcher.jsonl").read_text().splitlines()
+        events = [json.loads(line) for line in log]
+        exited = {e["node"] for e in events if e["event"] == "node_exited"}
+        assert exited == {"scheduler", "shard-0", "shard-1"} | {f"worker-{i}" for i in range(4)}
+        assert [e for e in events if e["event"] == "node_signalled"] == []
+        assert _socket_dirs() == set()
+
     def test_up_runs_example(self, tmp_path: Path) -> None:
         """`actorml up examples/pingpong.toml` runs two processes and prints a summary."""
         done = _run_cli("up", "examples/pingpong.toml", "--run-dir", str(tmp_path / "run"))
