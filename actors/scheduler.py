@@ -140,8 +140,7 @@ class Scheduler(Actor):
     async def run(self) -> None:
         if self._done >= set(self.workers) and not self._finished:
             # Restarted after every worker had finished: finish the job now.
-            self._finished = True
-            await self._finish()
+            await self._finish_when_able()
         await trio.sleep_forever()
 
     def closed(self) -> None:
@@ -252,8 +251,7 @@ class Scheduler(Actor):
             if gone and self.workers:
                 await self._repartition()
             if self.workers and self._done >= set(self.workers) and not self._finished:
-                self._finished = True
-                await self._finish()
+                await self._finish_when_able()
             return
         for k, primary in enumerate(self.primaries):
             backup = self.backups[k]
@@ -272,6 +270,8 @@ class Scheduler(Actor):
                 "shard_failover", slice=k, dead=primary, primary=self.primaries[k],
                 map_version=self.map_version, reason=msg.reason,
             )  # fmt: skip
+        if self.workers and self._done >= set(self.workers) and not self._finished:
+            await self._finish_when_able()  # a finish deferred for this failover
 
     @handler
     async def join_job(self, msg: JoinJob) -> Assignment:
@@ -338,8 +338,7 @@ class Scheduler(Actor):
         self._done.add(msg.worker)
         self._save()
         if self._done >= set(self.workers) and not self._finished:
-            self._finished = True
-            await self._finish()
+            await self._finish_when_able()
 
     async def _fetch(self) -> dict[str, np.ndarray]:
         params, _ = await self._fetch_audited()
@@ -426,6 +425,20 @@ class Scheduler(Actor):
             print(f"\r{line}   ", end="\n" if final else "", flush=True)
         else:
             print(line, flush=True)
+
+    async def _finish_when_able(self) -> None:
+        """Finish the job; if a slice's primary just died, finish after its failover.
+
+        Crashing here instead would drop the ``NodeDown`` queued behind this message,
+        and every restarted incarnation would meet the same dead primary and crash in
+        turn until its supervisor gave up: the job would never end.
+        """
+        self._finished = True
+        try:
+            await self._finish()
+        except ActorGone as exc:  # NodeUnreachable too: the NodeDown handler retries
+            self._finished = False
+            self.ctx.log.warning("finish_deferred", error=str(exc))
 
     async def _finish(self) -> None:
         elapsed = time.perf_counter() - self._start

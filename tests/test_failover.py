@@ -135,3 +135,35 @@ async def test_a_push_applied_but_never_acknowledged_is_applied_once(tmp_path: P
         assert backup.pushes_duplicate == duplicates + 1  # type: ignore[attr-defined]
     audit = result["audit"]["0"]
     assert (audit["lost"], audit["doubled"]) == (0, 0)
+
+
+async def test_a_primary_that_dies_as_the_job_finishes_fails_over_first(tmp_path: Path) -> None:
+    """shard-0's node dies while the scheduler collects the final tables: the finish waits
+    for the failover instead of crashing the scheduler, and the job ends, audit clean."""
+    network = MemoryNetwork(seed=13, capacity=64)
+    async with (
+        network.running(),
+        open_local_cluster(
+            job(tmp_path), lambda _name, address: network.transport(address), run_dir=tmp_path
+        ) as cluster,
+    ):
+        scheduler = cluster.actors["scheduler"]
+        fetch = scheduler._fetch_audited  # type: ignore[attr-defined]
+        dying = trio.Event()
+
+        async def fetch_as_shard_0_dies() -> object:
+            if scheduler._finished and not dying.is_set():  # type: ignore[attr-defined]
+                dying.set()  # the scheduler's node hears of the death first
+                cluster.nodes["scheduler"].mark_down("shard-0")
+            return await fetch()
+
+        scheduler._fetch_audited = fetch_as_shard_0_dies  # type: ignore[attr-defined]
+        with trio.fail_after(120):
+            await dying.wait()
+        await _kill_shard_0(cluster, network)
+        with trio.fail_after(120):
+            result = await cluster.wait()
+        assert cluster.supervisors["scheduler"].restarts["scheduler"] == 0
+        assert cluster.actors["scheduler"].primaries == ["replica-0", "shard-1"]  # type: ignore[attr-defined]
+    for audit in result["audit"].values():
+        assert (audit["lost"], audit["doubled"]) == (0, 0)
