@@ -1,8 +1,15 @@
-"""Finding the processes a test started, by a marker in their environment."""
+"""Processes a test starts: running a benchmark script, and finding what it left behind."""
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import subprocess
+import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 
 def marked_processes(marker: str) -> list[int]:
@@ -20,3 +27,43 @@ def marked_processes(marker: str) -> list[int]:
         if needle in environ.split(b"\0"):
             found.append(int(entry.name))
     return found
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(
+    name: str, out_dir: Path, ipc_dir: str, *extra: str, cwd: Path = ROOT, timeout: float = 600
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+    """Run ``bench/NAME.py --quick --json`` as CI would and return its JSON and its run.
+
+    Its run directories (``TMPDIR``) and socket files (``ACTORML_SOCKET_ROOT``) go to
+    ``ipc_dir``, which the fixture checks is empty afterwards; every process it starts
+    carries a marker, and none may be left running.
+    """
+    out = out_dir / f"{name}.json"
+    marker = uuid.uuid4().hex
+    env = {
+        **os.environ,
+        "TMPDIR": ipc_dir,
+        "ACTORML_SOCKET_ROOT": ipc_dir,
+        "ACTORML_BENCH_TEST": marker,
+    }
+    script = str(ROOT / "bench" / f"{name}.py")
+    done = subprocess.run(
+        [sys.executable, script, "--quick", "--json", str(out), *extra],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert marked_processes(marker) == []
+    data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    assert set(data) == {"figures", "ratios"}
+    return data, done
+
+
+def assert_positive_figures(data: dict[str, Any], figures: set[str], ratios: set[str]) -> None:
+    """Exactly the promised keys, each a positive finite float."""
+    assert set(data["figures"]) == figures
+    assert set(data["ratios"]) == ratios
+    for key, value in {**data["figures"], **data["ratios"]}.items():
+        assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, value)

@@ -7,21 +7,14 @@ leaves no process and no socket file behind.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.processes import marked_processes
+from tests.processes import assert_positive_figures, run_bench
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 
 FIGURES = {"first_clock_s", "up_total_s", "teardown_s", "single_start_s"}
 RATIOS = {"first_clock_vs_single_start", "up_total_vs_single_start"}
@@ -32,24 +25,6 @@ class TestStartupBenchmark:
         """`bench/startup.py --quick --json PATH` runs the quickstart job and a one-process
         baseline, writes positive finite start-up times and ratios, and leaves nothing
         running."""
-        out = tmp_path / "startup.json"
-        marker = uuid.uuid4().hex
-        env = {
-            **os.environ,
-            "TMPDIR": ipc_dir,
-            "ACTORML_SOCKET_ROOT": ipc_dir,
-            "ACTORML_BENCH_TEST": marker,
-        }
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "startup.py"), "--quick", "--json", str(out)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-        data = json.loads(out.read_text(encoding="utf-8"))
-        assert set(data) == {"figures", "ratios"}
-        assert set(data["figures"]) == FIGURES
-        assert set(data["ratios"]) == RATIOS
-        for key, value in {**data["figures"], **data["ratios"]}.items():
-            assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, value)
+        data, done = run_bench("startup", tmp_path, ipc_dir)
+        assert_positive_figures(data, FIGURES, RATIOS)
         assert "start -> first clock" in done.stdout
-        assert marked_processes(marker) == []

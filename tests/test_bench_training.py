@@ -7,40 +7,23 @@ leaves no process and no socket file behind.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.processes import marked_processes
+from tests.processes import run_bench
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 
 QUICK_PROTOCOLS = ("bsp", "ssp3")
 CONDITIONS = ("no_straggler", "straggler")
 
 
 def _run(name: str, tmp_path: Path, ipc_dir: str, *extra: str) -> dict[str, Any]:
-    out = tmp_path / f"{name}.json"
-    marker = uuid.uuid4().hex
-    env = {**os.environ, "TMPDIR": ipc_dir, "ACTORML_BENCH_TEST": marker}
-    script = str(ROOT / "bench" / f"{name}.py")
-    done = subprocess.run(
-        [sys.executable, script, "--quick", "--json", str(out), *extra],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert marked_processes(marker) == []
-    data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    assert set(data) == {"figures", "ratios"}
+    data, _ = run_bench(name, tmp_path, ipc_dir, *extra, cwd=tmp_path, timeout=900)
     return data
 
 

@@ -3,6 +3,8 @@ its death is announced, the backup takes over; nothing acknowledged is lost."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
@@ -13,10 +15,10 @@ from actorml.testing import MemoryNetwork
 from actorml.topology import Topology
 
 
-def job(run_dir: Path, eval_every_clocks: int = 0, ask_timeout_s: float = 30.0) -> Topology:
+def job(eval_every_clocks: int = 0) -> Topology:
     return Topology.from_dict(
         {
-            "cluster": {"name": "failover", "ask_timeout_s": ask_timeout_s},
+            "cluster": {"name": "failover", "ask_timeout_s": 30.0},
             "job": {
                 "workers": 4,
                 "shards": 2,
@@ -37,13 +39,7 @@ def job(run_dir: Path, eval_every_clocks: int = 0, ask_timeout_s: float = 30.0) 
 
 async def test_backup_takes_over_and_nothing_is_lost(tmp_path: Path) -> None:
     """Cutting shard-0's node off mid-job promotes replica-0; the job ends, audit clean."""
-    network = MemoryNetwork(seed=3, capacity=64)
-    async with (
-        network.running(),
-        open_local_cluster(
-            job(tmp_path), lambda _name, address: network.transport(address), run_dir=tmp_path
-        ) as cluster,
-    ):
+    async with _running(tmp_path, seed=3) as (cluster, network):
         await _metric_lines(tmp_path, 100)
         await _kill_shard_0(cluster, network)
         with trio.fail_after(120):
@@ -54,6 +50,23 @@ async def test_backup_takes_over_and_nothing_is_lost(tmp_path: Path) -> None:
     assert result["test_accuracy"] > 0.9
     for audit in result["audit"].values():
         assert audit["lost"] == 0 and audit["doubled"] == 0 and audit["unreported"] == 0
+
+
+@asynccontextmanager
+async def _running(
+    run_dir: Path, *, seed: int, eval_every_clocks: int = 0
+) -> AsyncIterator[tuple[LocalCluster, MemoryNetwork]]:
+    """The failover job in this process, its nodes on a seeded memory network."""
+    network = MemoryNetwork(seed=seed, capacity=64)
+    async with (
+        network.running(),
+        open_local_cluster(
+            job(eval_every_clocks),
+            lambda _name, address: network.transport(address),
+            run_dir=run_dir,
+        ) as cluster,
+    ):
+        yield cluster, network
 
 
 async def _kill_shard_0(cluster: LocalCluster, network: MemoryNetwork) -> None:
@@ -80,15 +93,7 @@ async def _metric_lines(run_dir: Path, at_least: int) -> None:
 async def test_an_evaluation_that_meets_the_dead_shard_is_skipped(tmp_path: Path) -> None:
     """The scheduler evaluating while it already knows shard-0's node is down skips the
     evaluation instead of crashing, so it is still there to fail the slice over."""
-    network = MemoryNetwork(seed=5, capacity=64)
-    async with (
-        network.running(),
-        open_local_cluster(
-            job(tmp_path, eval_every_clocks=1),
-            lambda _name, address: network.transport(address),
-            run_dir=tmp_path,
-        ) as cluster,
-    ):
+    async with _running(tmp_path, seed=5, eval_every_clocks=1) as (cluster, network):
         await _metric_lines(tmp_path, 40)
         # Only the scheduler's node hears of the death yet: its next evaluations ask
         # shard-0 for its tables and get NodeUnreachable at once.
@@ -108,13 +113,7 @@ async def test_a_push_applied_but_never_acknowledged_is_applied_once(tmp_path: P
     """shard-0 applies and replicates a push, then dies before acknowledging it: the
     worker resends it (same seq) to the promoted backup, which already holds it and
     acknowledges without applying it again."""
-    network = MemoryNetwork(seed=11, capacity=64)
-    async with (
-        network.running(),
-        open_local_cluster(
-            job(tmp_path), lambda _name, address: network.transport(address), run_dir=tmp_path
-        ) as cluster,
-    ):
+    async with _running(tmp_path, seed=11) as (cluster, network):
         await _metric_lines(tmp_path, 60)
         primary, backup = cluster.actors["shard-0"], cluster.actors["replica-0"]
         applied = trio.Event()
@@ -140,13 +139,7 @@ async def test_a_push_applied_but_never_acknowledged_is_applied_once(tmp_path: P
 async def test_a_primary_that_dies_as_the_job_finishes_fails_over_first(tmp_path: Path) -> None:
     """shard-0's node dies while the scheduler collects the final tables: the finish waits
     for the failover instead of crashing the scheduler, and the job ends, audit clean."""
-    network = MemoryNetwork(seed=13, capacity=64)
-    async with (
-        network.running(),
-        open_local_cluster(
-            job(tmp_path), lambda _name, address: network.transport(address), run_dir=tmp_path
-        ) as cluster,
-    ):
+    async with _running(tmp_path, seed=13) as (cluster, network):
         scheduler = cluster.actors["scheduler"]
         fetch = scheduler._fetch_audited  # type: ignore[attr-defined]
         dying = trio.Event()
