@@ -17,6 +17,7 @@ from .errors import ClusterGaveUp as ClusterGaveUp
 from .errors import ClusterStartError as ClusterStartError
 from .errors import CodecError as CodecError
 from .errors import NodeUnreachable as NodeUnreachable
+from .errors import NotReady as NotReady
 from .errors import Refused as Refused
 from .errors import RemoteError as RemoteError
 from .errors import SupervisorGaveUp as SupervisorGaveUp
@@ -72,6 +73,7 @@ __all__ = [
     "CodecError",
     "NodeSpec",
     "NodeUnreachable",
+    "NotReady",
     "Promise",
     "Refused",
     "RemoteError",

@@ -10,6 +10,7 @@ when ``run`` returns the actor stops normally.
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -20,7 +21,7 @@ import structlog
 import trio
 
 from .codec import ASK, FAIL, REPLY, Envelope
-from .errors import ActorGone, CodecError, NodeUnreachable, Refused
+from .errors import ActorGone, CodecError, NodeUnreachable, NotReady, Refused, RemoteError
 from .groups import sole
 from .messages import Ack, ActorRef
 
@@ -235,26 +236,47 @@ class ActorContext:
         return await self.node.ask(target, msg, timeout=timeout, sender=self.ref)
 
     async def ask_when_up(
-        self, target: ActorRef | str, msg: object, *, within_s: float | None = None
+        self,
+        target: ActorRef | str,
+        msg: object,
+        *,
+        within_s: float | None = None,
+        timeout: float | None = None,
+        through_restarts: bool = False,
     ) -> Any:
-        """Ask, retrying while ``target`` does not exist yet (it may still be starting).
+        """Ask, retrying while ``target`` does not exist yet or is not ready yet.
+
+        ``target`` may still be starting (it does not exist yet: retried for up to
+        ``within_s`` seconds, default the ask timeout) or busy getting ready (it answers
+        ``NotReady``, say while it loads its data: retried with no deadline, since it
+        is alive and says so with every answer). ``through_restarts``: also wait out
+        the restart of a node that died, instead of failing at once. ``timeout``
+        bounds each single ask, as in :meth:`ask`.
 
         Raises:
-            ActorGone: ``target`` did not appear within ``within_s`` seconds (default:
-                the ask timeout).
+            ActorGone: ``target`` did not appear within ``within_s`` seconds.
             AskTimeout, RemoteError: as :meth:`ask`.
         """
         limit = self.node.ask_timeout_s if within_s is None else within_s
         deadline = trio.current_time() + limit
+        busy = _Busy(self.log, str(target))
         while True:
             try:
-                return await self.ask(target, msg)
-            except NodeUnreachable:
-                raise  # it is not starting, its node is dead: waiting would only stall us
+                return await self.ask(target, msg, timeout=timeout)
+            except NodeUnreachable as exc:
+                if not through_restarts or trio.current_time() >= deadline:
+                    raise  # its node is dead: waiting would only stall us
+                self.log.info("waiting_for_restart", target=str(target), error=str(exc))
+                await trio.sleep(0.1)
             except ActorGone:
                 if trio.current_time() >= deadline:
                     raise
                 await trio.sleep(0.02)
+            except RemoteError as exc:
+                if exc.error_type != NotReady.__name__:
+                    raise
+                await busy.wait(str(exc).removeprefix(f"{NotReady.__name__}: "))
+                deadline = trio.current_time() + limit
 
     async def complete(self, **result: Any) -> None:
         """Tell the launcher the job is done, with a summary it prints and saves.
@@ -268,6 +290,24 @@ class ActorContext:
         """Stop this actor normally once the messages already queued are handled."""
         if self._mailbox is not None:
             self._mailbox.close()
+
+
+@attrs.define
+class _Busy:
+    """Waiting for an actor that answers ``NotReady``: back off, say so now and then."""
+
+    log: Any
+    target: str
+    attempts: int = 0
+    said_at: float = -math.inf
+
+    async def wait(self, why: str) -> None:
+        now = trio.current_time()
+        if now - self.said_at >= 5.0:
+            self.log.info("waiting_until_ready", target=self.target, why=why)
+            self.said_at = now
+        self.attempts += 1
+        await trio.sleep(min(0.5, 0.02 * 2**self.attempts))
 
 
 async def run_actor(

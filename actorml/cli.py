@@ -215,6 +215,39 @@ def _node_credentials(args: argparse.Namespace, topology: Topology) -> Any:
 
 
 def _up(args: argparse.Namespace) -> int:
+    """``actorml up``: the template starts warming first, beside the checks."""
+    owned: dict[str, Any] = {"template": _early_template(args)}
+    try:
+        return _launch(args, owned)
+    finally:
+        if owned.get("template") is not None:  # the launch ended before it took it
+            owned["template"].kill()
+
+
+def _early_template(args: argparse.Namespace) -> Any:
+    """A template for the topology's nodes, started before the topology is checked.
+
+    Checking a training topology imports what the template imports anyway, so the two
+    run side by side. Read roughly here: a file that does not parse starts none (the
+    check then says why), and what is wrong with it is found by the check.
+    """
+    import tomllib
+
+    path = args.resume / "topology.toml" if args.resume is not None else args.topology
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        if raw.get("cluster", {}).get("prewarm", True) is not True:
+            return None
+        from .nodestart import node_environment
+        from .topology.core import kinds_in
+        from .zygote import Template, warm_spec
+
+        return Template.start(warm_spec(kinds_in(raw), raw), node_environment())
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _launch(args: argparse.Namespace, owned: dict[str, Any]) -> int:
     from .errors import ClusterGaveUp, ClusterStartError
     from .launch import open_cluster
     from .log import configure_logging
@@ -283,7 +316,10 @@ def _up(args: argparse.Namespace) -> int:
 
                 nursery.start_soon(on_signal)
                 resume = args.resume is not None
-                async with open_cluster(topology, run_dir=Path(run_dir), resume=resume) as cluster:
+                template = owned.pop("template")
+                async with open_cluster(
+                    topology, run_dir=Path(run_dir), resume=resume, template=template
+                ) as cluster:
                     names = ", ".join(f"{n} (pid {p.pid})" for n, p in cluster.procs.items())
                     print(f"actorml: {len(cluster.procs)} nodes ready: {names}", flush=True)
                     result = await cluster.wait()

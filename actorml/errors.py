@@ -17,6 +17,7 @@ __all__ = [
     "CredentialsError",
     "NoSnapshot",
     "NodeUnreachable",
+    "NotReady",
     "Refused",
     "RemoteError",
     "SupervisorGaveUp",
@@ -50,6 +51,15 @@ class RemoteError(Exception):
 class Refused(Exception):
     """Raise from a handler to fail the ask (the asker gets RemoteError naming this
     class) without crashing the actor: a request that is wrong, not a broken actor."""
+
+
+class NotReady(Refused):
+    """Raise from a handler while the actor is still getting ready (loading its data).
+
+    The asker gets ``RemoteError("NotReady", ...)``; :meth:`ActorContext.ask_when_up`
+    and the roles' own retries wait and ask again: a role that is busy loading is
+    not a failure, however long the load takes.
+    """
 
 
 class AskTimeout(TimeoutError):

@@ -49,12 +49,13 @@ from .messages import (
     Stats,
 )
 from .node import Node
-from .nodestart import node_address, placement, warn_if_insecure
+from .nodestart import node_address, node_environment, placement, warn_if_insecure
 from .process import ChildProcess, spawn
 from .resume import mark_resume
 from .supervisor import RestartIntensity, Strategy
 from .topology import NodeSpec, Topology
 from .transport import NngTransport
+from .zygote import Template, warm_spec
 
 __all__ = ["Cluster", "open_cluster"]
 
@@ -110,6 +111,7 @@ class Cluster:
     _restart_lock: trio.Lock = attrs.field(factory=trio.Lock)
     _intensity: RestartIntensity | None = None
     _stopping: bool = False
+    template: Template | None = None
 
     # --- talking to actors -------------------------------------------------------
 
@@ -243,16 +245,28 @@ class Cluster:
         old = self.procs.get(name)
         proc = NodeProcess(name, incarnation=(old.incarnation if old else 0) + 1)
         self.procs[name] = proc
-        env = dict(os.environ)
-        # A node imports actor kinds by dotted path: let it import what the launcher can.
-        env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), *(p for p in sys.path if p)])
-        # Many node processes share few cores: one BLAS/OpenMP thread each, unless the
-        # user chose otherwise (two threads per process made small products 30x slower).
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, "1")
-        proc.process = spawn(self._command(name, proc.incarnation), env=env)
+        proc.process = await self._start_process(self._command(name, proc.incarnation))
         self.log.info("node_started", node=name, pid=proc.pid, incarnation=proc.incarnation)
         self._nursery.start_soon(self._watch, proc)
+
+    async def _start_process(self, command: list[str]) -> ChildProcess:
+        """Fork the node from the template; start it plainly if there is none or it
+        fails (said once)."""
+        env = node_environment()
+        if self.template is not None:
+            try:
+                with trio.move_on_after(self.topology.cluster.ready_timeout_s):
+                    if not self.template.announced and await self.template.ready():
+                        self.template.announced = True
+                        self.log.info("template_ready", warm_s=self.template.warm_s)
+                    return await self.template.fork(command, env)
+                raise OSError(f"not ready within {self.topology.cluster.ready_timeout_s} s")
+            except OSError as exc:
+                self.log.warning("template_unavailable", error=str(exc), then="plain starts")
+                template, self.template = self.template, None
+                with trio.CancelScope(shield=True):
+                    await template.aclose()
+        return spawn(command, env=env)
 
     async def _watch(self, proc: NodeProcess) -> None:
         assert proc.process is not None
@@ -435,7 +449,20 @@ class Cluster:
         async with trio.open_nursery() as nursery:
             for proc in procs:
                 nursery.start_soon(self._reap, proc)
+        if self.template is not None:
+            await self.template.aclose()
         self.log.info("cluster_stopped", run_dir=str(self.run_dir))
+
+
+def _template_for(topology: Topology) -> Template | None:
+    """A template for the nodes of ``topology``, unless it asks for plain starts."""
+    if not topology.cluster.prewarm:
+        return None
+    try:
+        return Template.start(warm_spec(topology.named_kinds(), topology.extra), node_environment())
+    except OSError as exc:
+        structlog.get_logger().warning("template_unavailable", error=str(exc), then="plain starts")
+        return None
 
 
 def new_run_dir(topology: Topology) -> Path:
@@ -452,7 +479,11 @@ _configured_logging = False  # set once open_cluster itself set structlog up
 
 @asynccontextmanager
 async def open_cluster(
-    topology: Topology, *, run_dir: Path | None = None, resume: bool = False
+    topology: Topology,
+    *,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    template: Template | None = None,
 ) -> AsyncIterator[Cluster]:
     """Start every node of ``topology`` as its own process and supervise them.
 
@@ -467,6 +498,10 @@ async def open_cluster(
     A tcp cluster runs every pipe over mutual TLS: with the set in ``[cluster] tls_dir``
     or, without one, a CA and certificates made for this run in the private socket
     directory (removed with it); each node process is handed its own key only.
+
+    Node processes are forked from a pre-warmed template (see :mod:`actorml.zygote`):
+    ``template``, one already started for this topology (it is closed with the
+    cluster), else one started here, unless ``[cluster] prewarm = false``.
 
     Raises:
         CredentialsError: a file of ``tls_dir`` is missing or unreadable.
@@ -512,6 +547,7 @@ async def open_cluster(
         max_frame_size=cluster_spec.recv_max_size,
     )
     cluster = Cluster(topology, run_dir, socket_dir, node, {}, certs)
+    cluster.template = template or _template_for(topology)
     cluster._intensity = RestartIntensity(
         cluster_spec.supervisor.max_restarts, cluster_spec.supervisor.within_s
     )

@@ -117,6 +117,23 @@ class JobSection:
         ]  # fmt: skip
         return {**data, "node": [*data.get("node", []), *extra]}
 
+    @staticmethod
+    def warm(tables: Mapping[str, Any]) -> None:
+        """Load what the job's nodes will run, for a template process to inherit (see
+        :mod:`actorml.zygote`): the model's and optimiser's compiled kernels, what the
+        data source loads with, and the plotting the scheduler ends with."""
+        from actorml.models.warm import warm_kernels
+
+        def table(name: str) -> Mapping[str, Any]:
+            value = tables.get(name)
+            return value if isinstance(value, Mapping) else {}
+
+        warm_kernels(table("model"), table("optimizer"), table("data"))
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+
 
 class ModelSection:
     """``[model]``: ``kind`` and the model's own options, checked by the model's class."""

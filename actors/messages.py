@@ -161,7 +161,11 @@ class GetLayout:
 
 @message("ps.layout")
 class Layout:
-    """What every role needs to build the same model and tables as the scheduler."""
+    """What every role needs to build the same model and tables as the scheduler.
+
+    ``staged``: where the scheduler staged the dataset (see
+    :mod:`actorml.models.staging`), for the workers to map; None: load it yourself.
+    """
 
     model: dict[str, object]
     optimizer: dict[str, object]
@@ -171,6 +175,7 @@ class Layout:
     shards: list[str]
     seed: int
     batch_size: int
+    staged: str | None = None
 
 
 @message("ps.shard_hello")

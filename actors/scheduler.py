@@ -18,13 +18,15 @@ from typing import Any
 
 import attrs
 import numpy as np
+import structlog
 import trio
 
-from actorml import Actor, ActorGone, handler
+from actorml import Actor, ActorGone, NotReady, handler
 from actorml.messages import NodeDown
 from actorml.models import load_dataset
 from actorml.models.base import Model
 from actorml.models.dataset import Dataset, partition
+from actorml.models.staging import open_staged, stage, staged_path
 from actorml.protocols.contract import Clocks, GetClocks
 from actorml.resume import resume_snapshot, snapshot_directory
 
@@ -86,34 +88,75 @@ class Scheduler(Actor):
     _saved_at: float = attrs.field(init=False, default=0.0)
     _next_eval: int = attrs.field(init=False, default=0)
     _next_snapshot: int = attrs.field(init=False, default=0)
+    _loading: str = attrs.field(init=False, default="starting")
+    _staged: Path | None = attrs.field(init=False, default=None)
 
     @property
     def run_dir(self) -> Path:
         return self.ctx.node.run_dir or Path(".")
 
-    async def started(self) -> None:
+    async def run(self) -> None:
+        # Loading happens here, not in started(): the mailbox is served meanwhile, and
+        # whoever asks for the layout hears "not ready yet" instead of timing out.
+        dataset = await self._load()
+        self._prepare(dataset)
+        if self._done >= set(self.workers) and not self._finished:
+            # Restarted after every worker had finished: finish the job now.
+            await self._finish_when_able()
+        await trio.sleep_forever()
+
+    async def _load(self) -> Dataset:
+        """The dataset: mapped from its staged copy, else loaded once and staged."""
         data = dict(self.data)
-        try:
-            dataset = await trio.to_thread.run_sync(lambda: load_dataset(**data))
-        except (ValueError, TypeError, OSError, EOFError) as exc:
-            # Bad data stays bad: a restart would fail the same way, so the job ends now
-            # with one line saying why, instead of restarting until the cluster gives up.
-            self.ctx.log.error("data_unusable", source=data.get("source"), error=str(exc))
-            await self.ctx.complete(error=f"cannot load {data.get('source')!r}: {exc}")
-            await trio.sleep_forever()
+        where = staged_path(self.run_dir, data)
+        source = str(data.get("source"))
+        self._loading = f"loading {source}"
+        started_at = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._say_loading, started_at)
+            try:
+                dataset = await trio.to_thread.run_sync(lambda: open_staged(where))
+                if dataset is None:
+                    dataset = await trio.to_thread.run_sync(lambda: load_dataset(**data))
+                    self._loading = f"staging {source}"
+                    dataset = await trio.to_thread.run_sync(lambda: _stage(dataset, where))
+            except (ValueError, TypeError, OSError, EOFError) as exc:
+                # Bad data stays bad: a restart would fail the same way, so the job ends
+                # now with one line saying why, instead of restarting until the cluster
+                # gives up.
+                self.ctx.log.error("data_unusable", source=source, error=str(exc))
+                await self.ctx.complete(error=f"cannot load {source!r}: {exc}")
+                await trio.sleep_forever()
+            nursery.cancel_scope.cancel()
+        self._staged = where if (where / "dataset.json").exists() else None
+        self.ctx.log.info(
+            "data_loaded", source=source, seconds=round(time.perf_counter() - started_at, 3),
+            staged=str(self._staged) if self._staged else None,
+        )  # fmt: skip
+        return dataset
+
+    async def _say_loading(self, started_at: float) -> None:
+        """The progress line while loading: what, and for how long so far."""
+        while True:
+            await trio.sleep(1.0)
+            if self.job.get("progress", True):
+                print(f"{self._loading} ... {time.perf_counter() - started_at:.0f} s", flush=True)
+
+    def _prepare(self, dataset: Dataset) -> None:
         self._dataset = dataset
         batch = int(self.job.get("batch_size", 64))
-        self.layout = Layout(
+        layout = Layout(
             model=dict(self.model),
             optimizer=dict(self.optimizer),
-            data=data,
+            data=dict(self.data),
             n_features=dataset.n_features,
             n_classes=dataset.n_classes,
             shards=list(self.shards),
             seed=int(self.job.get("seed", 0)),
             batch_size=batch,
+            staged=str(self._staged) if self._staged else None,
         )
-        self._model = build_model(self.layout)
+        self._model = build_model(layout)
         n = dataset.y_train.shape[0]
         parts = [partition(n, len(self.workers), p) for p in range(len(self.workers))]
         biggest = max(p.stop - p.start for p in parts)
@@ -132,16 +175,17 @@ class Scheduler(Actor):
         period = int(self.job.get("snapshot_every_clocks", 0) or 0)
         if period:
             self._next_snapshot = (min(self.clocks.values()) // period + 1) * period
+        self.layout = layout  # last: from now on the handlers answer
         self.ctx.log.info(
             "job_ready", rows=n, features=dataset.n_features, classes=dataset.n_classes,
             clocks_per_epoch=self._cpe, total_clocks=self._total,
         )  # fmt: skip
 
-    async def run(self) -> None:
-        if self._done >= set(self.workers) and not self._finished:
-            # Restarted after every worker had finished: finish the job now.
-            await self._finish_when_able()
-        await trio.sleep_forever()
+    def _ready(self) -> Layout:
+        """The layout; ``NotReady`` (the asker waits and asks again) while loading."""
+        if self.layout is None:
+            raise NotReady(self._loading)
+        return self.layout
 
     def closed(self) -> None:
         if self._metrics is not None:
@@ -215,13 +259,13 @@ class Scheduler(Actor):
     @handler
     async def get_layout(self, msg: GetLayout) -> Layout:
         """The layout, naming the current primaries (a replacement starts up to date)."""
-        assert self.layout is not None
-        return attrs.evolve(self.layout, shards=list(self.primaries))
+        return attrs.evolve(self._ready(), shards=list(self.primaries))
 
     # --- the table map: which actor is the primary (and the backup) of each slice ------
 
     @handler
     async def shard_hello(self, msg: ShardHello) -> ShardRole:
+        self._ready()
         k = msg.index
         if self.primaries[k] == msg.name:
             if self.map_version:  # it was restarted while still the primary: nothing survived
@@ -235,6 +279,7 @@ class Scheduler(Actor):
 
     @handler
     async def get_table_map(self, msg: GetTableMap) -> TableMapUpdate:
+        self._ready()
         return TableMapUpdate(self.map_version, list(self.primaries))
 
     @handler
@@ -275,6 +320,7 @@ class Scheduler(Actor):
 
     @handler
     async def join_job(self, msg: JoinJob) -> Assignment:
+        self._ready()
         if not self._start:
             self._start = time.perf_counter()
         if msg.worker not in self.workers:  # a worker added to the running job
@@ -288,7 +334,8 @@ class Scheduler(Actor):
 
     async def _repartition(self, except_: str | None = None) -> None:
         """Re-hand the training rows: part ``i`` of ``len(workers)`` to ``workers[i]``."""
-        assert self._dataset is not None
+        if self._dataset is None:
+            return  # still loading: the partitions are drawn from the workers left
         n = self._dataset.y_train.shape[0]
         batch = int(self.job.get("batch_size", 64))
         parts = [partition(n, len(self.workers), p) for p in range(len(self.workers))]
@@ -476,6 +523,20 @@ class Scheduler(Actor):
             )
         except Exception as exc:
             self.ctx.log.warning("plot_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _stage(dataset: Dataset, where: Path) -> Dataset:
+    """Stage ``dataset`` for the workers and keep the mapped copy (one copy in memory).
+
+    A dataset that cannot be staged (metadata that is not JSON, a full disk) is kept
+    in memory; the workers then load it themselves, as before staging existed.
+    """
+    try:
+        stage(dataset, where)
+    except (TypeError, OSError) as exc:
+        structlog.get_logger().warning("data_not_staged", error=str(exc))
+        return dataset
+    return open_staged(where) or dataset
 
 
 def _audit_failure(audit: dict[str, dict[str, int]]) -> dict[str, str]:

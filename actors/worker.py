@@ -11,17 +11,22 @@ protocol to ``c + 1``.
 from __future__ import annotations
 
 import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
+import scipy.sparse as sp
 import trio
 
 from actorml import Actor, ActorGone, AskTimeout, NodeUnreachable, RemoteError, handler
 from actorml.groups import sole
 from actorml.models import load_dataset
-from actorml.models.base import Model, localize, take_rows
+from actorml.models.base import Features, Model, localize, take_rows
 from actorml.models.dataset import partition
+from actorml.models.staging import staged_rows, staged_size
 from actorml.protocols.contract import Join, Leave, MayRead, ReadOk, Tick
 
 from .cache import RowCache
@@ -105,8 +110,7 @@ class Worker(Actor):
         model = build_model(layout)
         self._map = build_table_map(layout, model)
         self._cache = RowCache.empty(tuple(model.tables()))
-        data = dict(layout.data)
-        dataset = await trio.to_thread.run_sync(lambda: load_dataset(**data))
+        rows_of = await trio.to_thread.run_sync(_training_rows, layout)
         job: Assignment = await self._ask_through_failures(self.scheduler, JoinJob(me, inc))
         joined = await self._ask_through_failures(self.protocol, Join(me, inc, job.start_clock))
         self._assignment = Repartition(job.part, job.n_parts, job.clocks_per_epoch)
@@ -119,9 +123,11 @@ class Worker(Actor):
         while clock < end and not self.stopped:
             if current is not self._assignment:  # (re)partitioned: take the new block
                 current = self._assignment
-                block = partition(dataset.y_train.shape[0], current.n_parts, current.part)
-                X = take_rows(dataset.X_train, np.arange(block.start, block.stop))
-                y = dataset.y_train[block]
+                X, y = rows_of(current.n_parts, current.part)
+                self.ctx.log.info(
+                    "partition_taken", part=current.part, of=current.n_parts, rows=y.shape[0],
+                    staged=layout.staged is not None, digest=_digest(X, y),
+                )  # fmt: skip
                 rng = np.random.default_rng(layout.seed * 7919 + current.part)
                 order = rng.permutation(y.shape[0])
             step = clock % current.clocks_per_epoch
@@ -187,20 +193,15 @@ class Worker(Actor):
     async def _ask_through_failures(
         self, target: str, msg: object, timeout: float | None = None
     ) -> Any:
-        """Ask ``target``, waiting out its restart (its node died or it is starting).
+        """Ask ``target``, waiting out its restart (its node died or it is starting)
+        and its loading (it answers ``NotReady``).
 
-        Gives up after ``wait_timeout_s``: a job must never hang on a role that does
-        not come back.
+        Gives up after ``wait_timeout_s`` without an answer: a job must never hang on
+        a role that does not come back.
         """
-        deadline = trio.current_time() + self.wait_timeout_s
-        while True:
-            try:
-                return await self.ctx.ask(target, msg, timeout=timeout)
-            except ActorGone as exc:
-                if trio.current_time() >= deadline:
-                    raise
-                self.ctx.log.info("waiting_for_restart", target=target, error=str(exc))
-            await trio.sleep(0.1)
+        return await self.ctx.ask_when_up(
+            target, msg, within_s=self.wait_timeout_s, timeout=timeout, through_restarts=True
+        )
 
     async def _ask_shard(self, shard: int, msg: object) -> Any:
         """Ask the primary of slice ``shard``; on failover, learn the new map and retry.
@@ -289,6 +290,41 @@ class Worker(Actor):
 
 
 _SHARD_FAULTS = (ActorGone, AskTimeout)
+
+
+def _training_rows(layout: Layout) -> Callable[[int, int], tuple[Features, np.ndarray]]:
+    """``rows_of(n_parts, part)``: the training rows of one partition.
+
+    Mapped from the dataset the scheduler staged (only the partition's pages are
+    read, and a restarted worker maps them again instead of loading); loaded here
+    when nothing was staged.
+    """
+    if layout.staged is not None:
+        where = Path(layout.staged)
+        total = staged_size(where)
+        return lambda n_parts, part: staged_rows(where, partition(total, n_parts, part))
+    dataset = load_dataset(**layout.data)
+
+    def rows_of(n_parts: int, part: int) -> tuple[Features, np.ndarray]:
+        block = partition(dataset.y_train.shape[0], n_parts, part)
+        X = take_rows(dataset.X_train, np.arange(block.start, block.stop))
+        return X, dataset.y_train[block]
+
+    return rows_of
+
+
+def _digest(X: Features, y: np.ndarray) -> str:
+    """A checksum of a partition, for the log: a restarted worker must see the same.
+
+    Features are summed in only up to 32 MiB (more would read them all before the first
+    clock); the labels always.
+    """
+    parts = [X.data, X.indices, X.indptr] if sp.issparse(X) else [X]
+    crc = zlib.crc32(np.ascontiguousarray(y).data)
+    if sum(p.nbytes for p in parts) <= 32 * 2**20:
+        for part in parts:
+            crc = zlib.crc32(np.ascontiguousarray(part).data, crc)
+    return f"{crc:08x}"
 
 
 def _block(tmap: TableMap, name: str, shard: int) -> slice:

@@ -37,8 +37,9 @@ import scipy.sparse as sp
 
 from actorml import registry
 
-from .base import Features, as_features
+from .base import Features, as_features, take_rows
 from .dataset import SPLIT, Dataset, encode_labels, finish, split, standardize, take_options
+from .fastload import gather_rows, npz_arrays, parse_libsvm
 
 SOURCES = (
     "sklearn:<name>",
@@ -285,23 +286,34 @@ class NpzSource:
     def load(cls, source: str, spec: str, options: Mapping[str, Any]) -> Dataset:
         path = Path(spec)
         opts = cls.check(source, spec, options)
-        with np.load(path, allow_pickle=False) as npz:
-            keys = set(npz.files)
-            if {"X_train", "y_train", "X_test", "y_test"} <= keys:
-                arrays = {key: npz[key] for key in ("X_train", "y_train", "X_test", "y_test")}
-            elif {"X", "y"} <= keys:
-                return finish(source, npz["X"], npz["y"], opts)
-            else:
-                raise ValueError(
-                    f"npz file {str(path)!r} must hold X_train, y_train, X_test, y_test or X, y"
-                    f" (found: {', '.join(sorted(keys))})"
-                )
+        try:
+            arrays = npz_arrays(path)  # stored members mapped, not read
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ValueError(f"{str(path)!r} is not a readable npz file ({exc})") from None
+        if not {"X_train", "y_train", "X_test", "y_test"} <= set(arrays):
+            return finish(source, arrays["X"], arrays["y"], opts)
         (y_train, y_test), classes = encode_labels(arrays["y_train"], arrays["y_test"])
-        X_train = np.asarray(arrays["X_train"], dtype=np.float64)
-        X_test = np.asarray(arrays["X_test"], dtype=np.float64)
         if opts["standardize"]:
-            X_train, X_test = standardize(X_train, X_test)
-        return _shuffled(source, X_train, y_train, X_test, y_test, classes, opts["seed"])
+            X_train, X_test = standardize(
+                np.asarray(arrays["X_train"], dtype=np.float64),
+                np.asarray(arrays["X_test"], dtype=np.float64),
+            )
+            return _shuffled(source, X_train, y_train, X_test, y_test, classes, opts["seed"])
+        # Shuffled, widened to float64 and checked in one pass over the mapped file.
+        order = np.random.default_rng(opts["seed"]).permutation(y_train.shape[0])
+        X_train, bad_train = gather_rows(arrays["X_train"], order)
+        X_test, bad_test = gather_rows(arrays["X_test"], np.arange(y_test.shape[0]))
+        for part, bad in (("train", bad_train), ("test", bad_test)):
+            if bad:
+                raise ValueError(
+                    f"X_{part} holds {bad} non-finite values (NaN or inf); "
+                    "fill or drop those rows first"
+                )
+        return Dataset(
+            name=source, X_train=X_train, y_train=y_train[order], X_test=X_test, y_test=y_test,
+            n_features=X_train.shape[1], n_classes=classes.size, meta={"classes": classes},
+            verified=True,  # gather_rows counted the non-finite values
+        )  # fmt: skip
 
 
 class LibsvmSource:
@@ -334,20 +346,38 @@ class LibsvmSource:
 
     @classmethod
     def load(cls, source: str, spec: str, options: Mapping[str, Any]) -> Dataset:
-        from sklearn.datasets import load_svmlight_files
-
         path = Path(spec)
         opts = cls.check(source, spec, options)
         paths = [path] if opts["test_path"] is None else [path, Path(opts["test_path"])]
-        loaded = load_svmlight_files([str(p) for p in paths], n_features=opts["n_features"])
-        X, y = sp.csr_matrix(loaded[0]), loaded[1]
-        if opts["test_path"] is None:
-            (labels,), classes = encode_labels(y)
-            X_train, X_test, y_train, y_test = split(X, labels, opts["test_size"], opts["seed"])
-        else:
-            (y_train, y_test), classes = encode_labels(y, loaded[3])
-            X_train, X_test = X, sp.csr_matrix(loaded[2])
-        return _shuffled(source, X_train, y_train, X_test, y_test, classes, opts["seed"])
+        parsed = [parse_libsvm(p) for p in paths]
+        # scikit-learn's zero_based="auto": one-based unless some index is 0.
+        shift = 0 if any(p[2].size and p[2].min() == 0 for p in parsed) else 1
+        seen = max((int(p[2].max()) + 1 - shift for p in parsed if p[2].size), default=0)
+        n_features = opts["n_features"] if opts["n_features"] is not None else seen
+        if seen > n_features:
+            raise ValueError(
+                f"n_features is {n_features} but {str(path)!r} holds feature index "
+                f"{seen - 1 + shift}; raise n_features or leave it out"
+            )
+        matrices = []
+        for labels, indptr, indices, values in parsed:
+            X = sp.csr_matrix((values, indices - shift, indptr), shape=(labels.size, n_features))
+            X.sum_duplicates()  # canonical CSR: sorted, unique indices per row
+            matrices.append((X, labels))
+        (X, y), *test = matrices
+        if test:
+            (y_train, y_test), classes = encode_labels(y, test[0][1])
+            return _shuffled(source, X, y_train, test[0][0], y_test, classes, opts["seed"])
+        (labels,), classes = encode_labels(y)
+        # Split the row ids, not the matrix: the rows are then gathered once, shuffled.
+        rows = np.arange(labels.size)
+        train, test_rows, y_train, y_test = split(rows, labels, opts["test_size"], opts["seed"])
+        order = np.random.default_rng(opts["seed"]).permutation(train.size)
+        return Dataset(
+            name=source, X_train=take_rows(X, train[order]), y_train=y_train[order],
+            X_test=take_rows(X, test_rows), y_test=y_test, n_features=n_features,
+            n_classes=classes.size, meta={"classes": classes},
+        )  # fmt: skip
 
 
 def _generate_classification(source: str, options: Mapping[str, Any]) -> Dataset:

@@ -46,6 +46,8 @@ class Dataset:
         n_classes: number of classes.
         meta: source-specific extras: ``classes`` (original label values),
             ``feature_names``, ``true_w`` (``generated:sparse``), ...
+        verified: the values were checked already (a staged copy, see
+            :mod:`actorml.models.staging`): skip the scan that reads every value.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Dataset:
     n_features: int
     n_classes: int
     meta: Mapping[str, Any] = attrs.field(factory=dict)
+    verified: bool = attrs.field(default=False, kw_only=True, repr=False)
 
     def __attrs_post_init__(self) -> None:
         for part, X, y in (
@@ -68,6 +71,8 @@ class Dataset:
                 raise ValueError(f"y_{part} must be int64 of shape ({X.shape[0]},)")
             if y.size and (y.min() < 0 or y.max() >= self.n_classes):
                 raise ValueError(f"y_{part} must lie in [0, {self.n_classes})")
+            if self.verified:
+                continue
             values = X.data if sp.issparse(X) else X
             bad = values.size - int(np.count_nonzero(np.isfinite(values)))
             if bad:  # one NaN trains silently to a coin toss

@@ -41,3 +41,12 @@ def _ipc_dir() -> Iterator[str]:
         assert not leaked, f"ipc socket files left behind: {leaked}"
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(name="socket_root")
+def _socket_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Launchers started by the test put their socket directories in a fresh root."""
+    root = tempfile.mkdtemp(prefix="amt-", dir="/tmp")
+    monkeypatch.setenv("ACTORML_SOCKET_ROOT", root)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)

@@ -67,3 +67,25 @@ def assert_positive_figures(data: dict[str, Any], figures: set[str], ratios: set
     assert set(data["ratios"]) == ratios
     for key, value in {**data["figures"], **data["ratios"]}.items():
         assert isinstance(value, float) and math.isfinite(value) and value > 0, (key, value)
+
+
+def up_until_ready(topology: Path, node: str, run_root: Path) -> tuple[subprocess.Popen[str], int]:
+    """Start ``python -m actorml up TOPOLOGY`` and wait until its nodes are ready.
+
+    Returns the command's process and the pid of node ``node`` (found by its title,
+    ``actorml node NODE --topology RUN_ROOT/...``).
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "actorml", "up", str(topology)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "nodes ready" in line:
+            break
+    found = subprocess.run(
+        ["pgrep", "-f", f"actorml node {node} --topology {run_root}/"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    [pid] = [int(p) for p in found.stdout.split()]
+    return proc, pid

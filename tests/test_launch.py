@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +19,9 @@ from actorml.errors import ClusterGaveUp
 from actorml.launch import Cluster, open_cluster
 from actorml.topology import ActorSpec, ClusterSpec, NodeSpec, SupervisorSpec, Topology
 from tests.cluster_actors import Add, Crash, Finish, Get, Resolve, Resolved, Total
+from tests.processes import up_until_ready
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("socket_root")]
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTER = "tests.cluster_actors:Counter"
@@ -68,15 +66,6 @@ async def _ask_through_restart(cluster: Cluster, name: str, msg: object) -> Any:
             return await cluster.ask(name, msg)
         except ActorGone:
             await trio.sleep(0.01)
-
-
-@pytest.fixture(autouse=True)
-def _socket_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each test's launchers put their socket directories in a fresh root of its own."""
-    root = tempfile.mkdtemp(prefix="amt-", dir="/tmp")
-    monkeypatch.setenv("ACTORML_SOCKET_ROOT", root)
-    yield
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def _socket_dirs() -> set[str]:
@@ -338,26 +327,12 @@ class TestCommandLine:
             f'[[node]]\nname = "sig-a"\n[[node.actor]]\nname = "c"\nkind = "{COUNTER}"\n'
             f'[[node]]\nname = "sig-b"\n[[node.actor]]\nname = "d"\nkind = "{COUNTER}"\n'
         )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "actorml", "up", str(topology)],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "nodes ready" in line:
-                break
-        found = subprocess.run(
-            ["pgrep", "-f", f"actorml node sig-a --topology {tmp_path}/"],
-            capture_output=True,
-            text=True,
-        )
-        node_pids = [int(p) for p in found.stdout.split()]
-        assert len(node_pids) == 1
+        proc, node = up_until_ready(topology, "sig-a", tmp_path)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 128 + signum, err
         assert "stopped; every node is down" in out
-        assert not _alive(node_pids[0])
+        assert not _alive(node)
         assert _socket_dirs() == set()
 
     def test_bad_topology_exits_2_with_one_line(self, tmp_path: Path) -> None:

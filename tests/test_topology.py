@@ -227,7 +227,7 @@ class TestErrors:
         msg = (
             "<string>:3: cluster.trasport: unknown option (did you mean 'transport'?) "
             "(valid options: ask_timeout_s, base_port, heartbeat_deadline_s, "
-            "heartbeat_interval_s, host, insecure, log_level, mailbox_size, name, "
+            "heartbeat_interval_s, host, insecure, log_level, mailbox_size, name, prewarm, "
             "ready_timeout_s, recv_max_size, run_dir, supervisor, tls_dir, transport)"
         )
         with pytest.raises(TopologyError, match=exact(msg)):

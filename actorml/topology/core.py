@@ -25,7 +25,7 @@ from .sections import to_extra, verifier_for
 from .specs import ActorSpec, ClusterSpec, NodeSpec
 from .write import emit_table, spec_dict, toml_key
 
-__all__ = ["Topology", "check_topology"]
+__all__ = ["Topology", "check_topology", "kinds_in"]
 
 
 def _check_nodes(nodes: tuple[NodeSpec, ...]) -> None:
@@ -115,20 +115,7 @@ class Topology:
     def named_kinds(self) -> set[str]:
         """Every value of a ``kind`` key anywhere in the topology: actor kinds, the
         ``[model]``/``[optimizer]``/``[protocol]`` kinds, kinds inside actor args."""
-        found: set[str] = set()
-
-        def walk(value: Any) -> None:
-            if isinstance(value, Mapping):
-                for key, item in value.items():
-                    if key == "kind" and isinstance(item, str):
-                        found.add(item)
-                    walk(item)
-            elif isinstance(value, list | tuple):
-                for item in value:
-                    walk(item)
-
-        walk(self.to_dict())
-        return found
+        return kinds_in(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts and lists in the TOML file's shape (``node``, ``actor``); None left out."""
@@ -217,3 +204,21 @@ def check_topology(
             except TopologyError as exc:
                 problems.append(origin.locate(exc) if origin else exc)
     return problems
+
+
+def kinds_in(value: Any) -> set[str]:
+    """Every value of a ``kind`` key anywhere in ``value`` (tables, arrays of tables)."""
+    found: set[str] = set()
+
+    def walk(item: Any) -> None:
+        if isinstance(item, Mapping):
+            for key, inner in item.items():
+                if key == "kind" and isinstance(inner, str):
+                    found.add(inner)
+                walk(inner)
+        elif isinstance(item, list | tuple):
+            for inner in item:
+                walk(inner)
+
+    walk(value)
+    return found

@@ -147,6 +147,9 @@ class ClusterSpec:
     supervisor: SupervisorSpec = attrs.field(
         default=CLUSTER_SUPERVISOR, validator=checked(instance_of(SupervisorSpec))
     )
+    # Node processes forked from a pre-warmed template (actorml.zygote), or started
+    # plainly, each importing everything itself.
+    prewarm: bool = attrs.field(default=True, validator=checked(boolean))
 
     @property
     def tls(self) -> bool:
