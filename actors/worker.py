@@ -110,7 +110,7 @@ class Worker(Actor):
         model = build_model(layout)
         self._map = build_table_map(layout, model)
         self._cache = RowCache.empty(tuple(model.tables()))
-        rows_of = await trio.to_thread.run_sync(_training_rows, layout)
+        rows_of, mapped = await trio.to_thread.run_sync(_training_rows, layout)
         job: Assignment = await self._ask_through_failures(self.scheduler, JoinJob(me, inc))
         joined = await self._ask_through_failures(self.protocol, Join(me, inc, job.start_clock))
         self._assignment = Repartition(job.part, job.n_parts, job.clocks_per_epoch)
@@ -126,7 +126,7 @@ class Worker(Actor):
                 X, y = rows_of(current.n_parts, current.part)
                 self.ctx.log.info(
                     "partition_taken", part=current.part, of=current.n_parts, rows=y.shape[0],
-                    staged=layout.staged is not None, digest=_digest(X, y),
+                    mapped=mapped, digest=_digest(X, y),
                 )  # fmt: skip
                 rng = np.random.default_rng(layout.seed * 7919 + current.part)
                 order = rng.permutation(y.shape[0])
@@ -292,8 +292,11 @@ class Worker(Actor):
 _SHARD_FAULTS = (ActorGone, AskTimeout)
 
 
-def _training_rows(layout: Layout) -> Callable[[int, int], tuple[Features, np.ndarray]]:
-    """``rows_of(n_parts, part)``: the training rows of one partition.
+def _training_rows(
+    layout: Layout,
+) -> tuple[Callable[[int, int], tuple[Features, np.ndarray]], bool]:
+    """``(rows_of, mapped)``: ``rows_of(n_parts, part)`` gives the training rows of one
+    partition; ``mapped`` says whether they come from the staged copy.
 
     Mapped from the dataset the scheduler staged (only the partition's pages are
     read, and a restarted worker maps them again instead of loading); loaded here
@@ -302,7 +305,7 @@ def _training_rows(layout: Layout) -> Callable[[int, int], tuple[Features, np.nd
     if layout.staged is not None:
         where = Path(layout.staged)
         total = staged_size(where)
-        return lambda n_parts, part: staged_rows(where, partition(total, n_parts, part))
+        return lambda n_parts, part: staged_rows(where, partition(total, n_parts, part)), True
     dataset = load_dataset(**layout.data)
 
     def rows_of(n_parts: int, part: int) -> tuple[Features, np.ndarray]:
@@ -310,7 +313,7 @@ def _training_rows(layout: Layout) -> Callable[[int, int], tuple[Features, np.nd
         X = take_rows(dataset.X_train, np.arange(block.start, block.stop))
         return X, dataset.y_train[block]
 
-    return rows_of
+    return rows_of, False
 
 
 def _digest(X: Features, y: np.ndarray) -> str:

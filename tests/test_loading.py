@@ -91,7 +91,7 @@ async def test_a_restarted_worker_maps_the_same_rows(tmp_path: Path) -> None:
     assert "error" not in result, result
     assert cluster.node_restarts.get("worker-0") == 1
     first, again = taken()
-    assert first["staged"] and again["staged"]
+    assert first["mapped"] and again["mapped"]
     assert (again["part"], again["rows"], again["digest"]) == (
         first["part"], first["rows"], first["digest"],
     )  # fmt: skip
