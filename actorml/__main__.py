@@ -1,5 +1,5 @@
 """``python -m actorml``: the same as the ``actorml`` command."""
 
-from .cli import main
+from .cli import command
 
-raise SystemExit(main())
+command()

@@ -164,7 +164,7 @@ class TestWheel:
         for sub in SUBPACKAGES:
             assert f"actorml/{sub}/__init__.py" in names, f"actorml.{sub} is missing"
         assert top_level.split() == ["actorml"]
-        assert re.search(r"^actorml = actorml\.cli:main$", entry_points, flags=re.M)
+        assert re.search(r"^actorml = actorml\.cli:command$", entry_points, flags=re.M)
 
     def test_venv_imports_the_wheel_not_the_repository(self, venv, tmp_path):
         """From outside the repository, the venv imports actorml and its roles from the wheel."""
