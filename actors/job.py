@@ -129,10 +129,20 @@ class JobSection:
             return value if isinstance(value, Mapping) else {}
 
         warm_kernels(table("model"), table("optimizer"), table("data"))
+        import io
+
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot
+        import matplotlib.pyplot as plt
+
+        # A first figure loads the font cache and the renderer (a few tenths of a second
+        # the scheduler would otherwise spend after the job's last clock).
+        fig, ax = plt.subplots(figsize=(2, 1))
+        ax.plot([0, 1], [0, 1], label="warm")
+        ax.legend()
+        fig.savefig(io.BytesIO(), format="png", dpi=30)
+        plt.close(fig)
 
 
 class ModelSection:

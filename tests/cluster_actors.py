@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 
 import attrs
+import numpy as np
 import trio
 
 from actorml import Actor, handler, message, registry
@@ -46,6 +48,17 @@ class Resolved:
     outcome: str
 
 
+@message("test.cluster.draw")
+class Draw:
+    """Draw from this process's global random generators; answered with Drawn."""
+
+
+@message("test.cluster.drawn")
+class Drawn:
+    python: float
+    numpy: float
+
+
 @message("test.cluster.finish")
 class Finish:
     value: int
@@ -76,6 +89,10 @@ class Counter(Actor):
         except UnknownKind as exc:
             return Resolved(f"refused: {exc}")
         return Resolved(f"ok: {cls.__qualname__}")
+
+    @handler
+    async def draw(self, msg: Draw) -> Drawn:
+        return Drawn(random.random(), float(np.random.random()))
 
     @handler
     async def crash(self, msg: Crash) -> None:

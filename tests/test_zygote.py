@@ -15,7 +15,7 @@ import trio
 
 from actorml.launch import open_cluster
 from actorml.topology import ActorSpec, ClusterSpec, NodeSpec, SupervisorSpec, Topology
-from tests.cluster_actors import Get, Total
+from tests.cluster_actors import Draw, Drawn, Get, Total
 from tests.processes import up_until_ready
 from tests.test_launch import _alive, _ask_through_restart
 
@@ -70,6 +70,14 @@ class TestTemplate:
                 assert again.pid != pids["n1"] and again.pid in template.forked
             assert not any(_alive(pid) for pid in template.forked)
             assert not _alive(template.process.pid)
+
+    async def test_each_forked_node_draws_its_own_random_numbers(self, tmp_path: Path) -> None:
+        """Forked from one template, the nodes are reseeded: no two draw alike."""
+        with trio.fail_after(120):
+            async with open_cluster(_topology(tmp_path)) as cluster:
+                a: Drawn = await cluster.ask("c1", Draw())
+                b: Drawn = await cluster.ask("c2", Draw())
+        assert a.python != b.python and a.numpy != b.numpy
 
     async def test_a_dead_template_falls_back_to_plain_starts(self, tmp_path: Path) -> None:
         """kill -9 of the template: the cluster goes on, restarts start plainly, once
