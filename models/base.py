@@ -256,6 +256,8 @@ def localize(model: Model, X_batch: Features) -> tuple[dict[str, np.ndarray | No
     """
     X_batch = as_features(X_batch)
     rows = model.rows_needed(X_batch)
+    if all(ids is None for ids in rows.values()):
+        return rows, X_batch  # every table pulled whole: nothing to renumber
     feature_ids: np.ndarray | None = None
     for spec in model.tables():
         ids = rows.get(spec.name)
