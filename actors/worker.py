@@ -1,11 +1,16 @@
 """A data-parallel worker: gate, pull what is stale, compute, push, tick.
 
-Per clock ``c`` a worker asks the protocol actor whether it may proceed
-(:class:`MayRead`), pulls the rows its cache cannot serve fresh enough, computes the
-mini-batch gradient in a thread (numba kernels release the GIL, so the node keeps
-answering while it computes), pushes the gradients to the shards (whose
-acknowledgements bring the updated rows back: read-my-writes), and only then ticks the
-protocol to ``c + 1``.
+Per clock ``c`` a worker passes the protocol's gate, pulls the rows its cache cannot
+serve fresh enough, computes the mini-batch gradient in a thread (numba kernels release
+the GIL, so the node keeps answering while it computes), pushes the gradients to the
+shards (whose acknowledgements bring the updated rows back: read-my-writes), and only
+then ticks the protocol to ``c + 1``.
+
+The gate costs no message while it is open: the protocol tells its workers the slowest
+clock (:class:`MinClock`) whenever it advances, and a worker whose protocol keeps the
+plain staleness rule judges the gate itself from the last one it was told; it asks
+(:class:`MayRead`) only when it has to wait, or every clock under a protocol with a
+rule of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +27,17 @@ from actorml.groups import sole
 from actorml.models import load_dataset
 from actorml.models.base import Model, localize, take_rows
 from actorml.models.dataset import partition
-from actorml.protocols.contract import Join, Leave, MayRead, ReadOk, Tick
+from actorml.protocols.contract import (
+    Join,
+    Joined,
+    Leave,
+    MayRead,
+    MinClock,
+    ReadOk,
+    Tick,
+    gate_allows,
+    gate_fresh_from,
+)
 
 from .cache import RowCache
 from .config import build_model, build_table_map
@@ -76,6 +91,10 @@ class Worker(Actor):
     _deferred: list[tuple[Rows, int]] = attrs.field(init=False, factory=list)
     _seq: int = attrs.field(init=False, default=0)
     _assignment: Repartition | None = attrs.field(init=False, default=None)
+    _gate: float | None = attrs.field(init=False, default=None)
+    """The staleness to judge the gate by locally; None: ask the protocol every clock."""
+    _slowest: tuple[int, int] = attrs.field(init=False, default=(-1, 0))
+    """(membership epoch, slowest clock) last told by the protocol."""
 
     @handler
     async def rows_update(self, msg: RowsUpdate) -> None:
@@ -86,6 +105,31 @@ class Worker(Actor):
             self._deferred.append((msg.rows, msg.min_clock))
         else:
             self._cache.store(msg.rows, msg.min_clock)
+
+    @handler
+    async def min_clock(self, msg: MinClock) -> None:
+        """The protocol says where the slowest clock is: the local gate's input."""
+        self.ctx.only_from(self.protocol)
+        self._learn_slowest(msg.epoch, msg.min_clock)
+
+    def _learn_slowest(self, epoch: int, min_clock: int) -> None:
+        # A newer membership epoch replaces what was known (a join may lower the
+        # slowest clock); within one epoch the slowest clock only rises.
+        known_epoch, known = self._slowest
+        if epoch > known_epoch or (epoch == known_epoch and min_clock > known):
+            self._slowest = (epoch, min_clock)
+
+    async def _gate_open(self, clock: int, me: str, inc: int) -> ReadOk:
+        """Permission to read at ``clock``: judged locally while the gate is open, else
+        asked of the protocol (which answers once this worker may proceed)."""
+        epoch, slowest = self._slowest
+        if self._gate is not None and gate_allows(clock, slowest, self._gate):
+            return ReadOk(slowest, gate_fresh_from(clock, self._gate), epoch)
+        ok: ReadOk = await self._ask_through_failures(
+            self.protocol, MayRead(me, inc, clock), timeout=self.wait_timeout_s
+        )
+        self._learn_slowest(ok.epoch, ok.min_clock)
+        return ok
 
     @handler
     async def repartition(self, msg: Repartition) -> None:
@@ -108,7 +152,11 @@ class Worker(Actor):
         data = dict(layout.data)
         dataset = await trio.to_thread.run_sync(lambda: load_dataset(**data))
         job: Assignment = await self._ask_through_failures(self.scheduler, JoinJob(me, inc))
-        joined = await self._ask_through_failures(self.protocol, Join(me, inc, job.start_clock))
+        joined: Joined = await self._ask_through_failures(
+            self.protocol, Join(me, inc, job.start_clock)
+        )
+        self._gate = joined.staleness
+        self._learn_slowest(joined.epoch, joined.min_clock)
         self._assignment = Repartition(job.part, job.n_parts, job.clocks_per_epoch)
         # The protocol says where to (re)join: where this worker left off, unless the
         # others have moved on further than the staleness bound allows.
@@ -140,9 +188,7 @@ class Worker(Actor):
     ) -> None:
         assert self._cache is not None and self._map is not None
         began = time.perf_counter()
-        ok: ReadOk = await self._ask_through_failures(
-            self.protocol, MayRead(me, inc, clock), timeout=self.wait_timeout_s
-        )
+        ok = await self._gate_open(clock, me, inc)
         rows, X_local = localize(model, Xb)
         await self._pull_stale(rows, ok)
         waited = time.perf_counter() - began
