@@ -233,6 +233,7 @@ class Shard(Actor):
         self._primary_only()
         self.ctx.only_from(msg.worker)  # a worker pushes as itself, nobody else
         self._check_request(msg.tables, msg.rows, msg.grads)
+        self._check_request(msg.want_tables, msg.want_rows, None)
         duplicate = self._apply(msg)
         if self.backup is not None:
             try:
@@ -245,8 +246,11 @@ class Shard(Actor):
                 # Keep serving without a backup; the scheduler gives us a new one.
                 self.ctx.log.warning("backup_lost", backup=self.backup, error=str(exc))
                 self.backup = None
-        self._note_reader(msg.worker, msg.tables, msg.rows)
-        return PushAck(msg.seq, duplicate, self._rows(msg.tables, msg.rows))
+        tables, rows = msg.tables, msg.rows
+        if msg.want_tables:
+            tables, rows = [*tables, *msg.want_tables], [*rows, *msg.want_rows]
+        self._note_reader(msg.worker, tables, rows)
+        return PushAck(msg.seq, duplicate, self._rows(tables, rows))
 
     # --- replication ------------------------------------------------------------------
 

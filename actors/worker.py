@@ -163,6 +163,7 @@ class Worker(Actor):
         clock, end = joined.clock, job.total_clocks
         batch = layout.batch_size
         current: Repartition | None = None
+        ahead: tuple[tuple[int, Repartition], tuple[dict[str, Any], Any]] | None = None
         self.ctx.log.info("worker_started", part=job.part, of=job.n_parts, clock=clock)
         while clock < end and not self.stopped:
             if current is not self._assignment:  # (re)partitioned: take the new block
@@ -175,21 +176,39 @@ class Worker(Actor):
             step = clock % current.clocks_per_epoch
             if step == 0 and clock:
                 order = rng.permutation(y.shape[0])
-            idx = order[step * batch : (step + 1) * batch]
-            if idx.size == 0:
-                idx = order[:batch]
-            await self._clock(model, clock, take_rows(X, idx), y[idx], me, inc)
+            idx = _batch(order, step, batch)
+            if ahead is not None and ahead[0] == (clock, current):
+                local = ahead[1]  # localised last clock, to ask for its rows in the push
+            else:
+                local = localize(model, take_rows(X, idx))
+            ahead = None
+            if step + 1 < current.clocks_per_epoch and clock + 1 < end:
+                upcoming = localize(model, take_rows(X, _batch(order, step + 1, batch)))
+                ahead = ((clock + 1, current), upcoming)
+            await self._clock(
+                model, clock, local, y[idx], me, inc, ahead[1][0] if ahead is not None else {}
+            )
             clock += 1
         await self.ctx.tell(self.protocol, Leave(me, "finished"))
         await self.ctx.tell(self.scheduler, Done(me, clock))
 
     async def _clock(
-        self, model: Model, clock: int, Xb: Any, yb: np.ndarray, me: str, inc: int
+        self,
+        model: Model,
+        clock: int,
+        local: tuple[dict[str, np.ndarray | None], Any],
+        yb: np.ndarray,
+        me: str,
+        inc: int,
+        upcoming: dict[str, np.ndarray | None],
     ) -> None:
+        """One clock on the localised batch ``local``; ``upcoming``: the rows the next
+        clock's batch will read, asked for in this clock's pushes (their answers bring
+        them), so the next clock rarely needs a pull round trip of its own."""
         assert self._cache is not None and self._map is not None
         began = time.perf_counter()
         ok = await self._gate_open(clock, me, inc)
-        rows, X_local = localize(model, Xb)
+        rows, X_local = local
         await self._pull_stale(rows, ok)
         waited = time.perf_counter() - began
         seen = self._cache.applied(rows)
@@ -214,7 +233,7 @@ class Worker(Actor):
         if extra > 0:
             await trio.sleep(extra)
         before = len(self.acked)
-        await self._push(clock, rows, grads, ok, me, inc)
+        await self._push(clock, rows, grads, ok, me, inc, upcoming)
         acked: dict[str, list[int]] = {}
         for shard, seq in self.acked[before:]:
             acked.setdefault(str(shard), []).append(seq)
@@ -303,9 +322,18 @@ class Worker(Actor):
         ok: ReadOk,
         me: str,
         inc: int,
+        upcoming: dict[str, np.ndarray | None],
     ) -> None:
         assert self._cache is not None and self._map is not None
         cache, tmap = self._cache, self._map
+        wanted: dict[int, tuple[list[str], list[np.ndarray | None]]] = {}
+        for name, ids in upcoming.items():
+            if ids is None:
+                continue  # a whole table: its pushed rows come back anyway
+            for shard, part in tmap.split(name, ids):
+                tables, asks = wanted.setdefault(shard, ([], []))
+                tables.append(name)
+                asks.append(part)
         outgoing: dict[int, tuple[list[str], list[np.ndarray | None], list[np.ndarray]]] = {}
         for name, ids in rows.items():
             grad = grads[name]
@@ -326,7 +354,8 @@ class Worker(Actor):
 
         async def push(shard: int, tables: list[str], parts: Any, pieces: Any) -> None:
             self._seq += 1
-            msg = Push(me, inc, self._seq, clock, tables, parts, pieces)
+            want_tables, want_rows = wanted.get(shard, ([], []))
+            msg = Push(me, inc, self._seq, clock, tables, parts, pieces, want_tables, want_rows)
             ack: PushAck = await self._ask_shard(shard, msg)  # a retry resends the same seq
             self.acked.append((shard, msg.seq))
             cache.store(ack.rows, ok.min_clock)
@@ -340,6 +369,13 @@ _SHARD_FAULTS = (ActorGone, AskTimeout)
 def _block(tmap: TableMap, name: str, shard: int) -> slice:
     owned = tmap.owned(name, shard)
     return slice(int(owned[0]), int(owned[-1]) + 1) if owned.size else slice(0, 0)
+
+
+def _batch(order: np.ndarray, step: int, batch: int) -> np.ndarray:
+    """The rows of the ``step``-th batch of an epoch in ``order`` (the first batch again
+    if the part has fewer rows than that)."""
+    idx = order[step * batch : (step + 1) * batch]
+    return idx if idx.size else order[:batch]
 
 
 async def _all(calls: Any) -> None:

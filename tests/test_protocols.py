@@ -25,13 +25,24 @@ class GatelessSSP(SSP):
         return True
 
 
-def _job(protocol: dict[str, Any], *, slow: str = "worker-3", delay_s: float = 0.004) -> Topology:
+SPARSE = {"source": "generated:sparse", "n_samples": 1600, "n_features": 300, "nnz_per_row": 6}
+
+
+def _job(
+    protocol: dict[str, Any],
+    *,
+    slow: str = "worker-3",
+    delay_s: float = 0.004,
+    sparse: bool = False,
+) -> Topology:
     topology = Topology.from_dict(
         {
             "cluster": {"name": "conformance", "ask_timeout_s": 60.0},
             "job": {"workers": 4, "shards": 2, "epochs": 3, "batch_size": 40, "progress": False},
-            "data": {"source": "generated:classification", "n_samples": 1600, "n_features": 12},
-            "model": {"kind": "logreg"},
+            "data": SPARSE
+            if sparse
+            else {"source": "generated:classification", "n_samples": 1600, "n_features": 12},
+            "model": {"kind": "logreg", "sparse": sparse},
             "optimizer": {"kind": "sgd", "lr": 0.05},
             "protocol": protocol,
         }
@@ -98,6 +109,20 @@ class TestConformance:
         result, reads = await _run(_job(protocol), tmp_path)
         assert result["epochs"] == 3
         assert all(len(r) == 24 for r in reads.values())  # 3 epochs of 300 rows / 40
+        assert violations(reads, staleness) == []
+
+    @pytest.mark.parametrize(
+        "protocol,staleness",
+        [({"kind": "bsp"}, 0), ({"kind": "ssp", "staleness": 2}, 2)],
+        ids=["bsp", "ssp2"],
+    )
+    async def test_sparse_reads_meet_the_guarantee(
+        self, protocol: dict[str, Any], staleness: float, tmp_path: Path
+    ) -> None:
+        """A sparse table, whose next batch's rows ride on each push's answer: every read
+        still sees all updates stamped <= c-s-1 and all its own."""
+        result, reads = await _run(_job(protocol, sparse=True), tmp_path)
+        assert result["epochs"] == 3
         assert violations(reads, staleness) == []
 
     async def test_an_open_gate_costs_no_round_trip(self, tmp_path: Path) -> None:
