@@ -177,6 +177,7 @@ class Layout:
     shards: list[str]
     seed: int
     batch_size: int
+    batches_per_clock: int = 1
 
 
 @message("ps.shard_hello")

@@ -88,6 +88,11 @@ class Scheduler(Actor):
     _next_snapshot: int = attrs.field(init=False, default=0)
 
     @property
+    def _batches_per_clock(self) -> int:
+        """Mini-batches per clock (``[job] batches_per_clock``): a clock's unit of work."""
+        return int(self.job.get("batches_per_clock", 1))
+
+    @property
     def run_dir(self) -> Path:
         return self.ctx.node.run_dir or Path(".")
 
@@ -112,12 +117,13 @@ class Scheduler(Actor):
             shards=list(self.shards),
             seed=int(self.job.get("seed", 0)),
             batch_size=batch,
+            batches_per_clock=self._batches_per_clock,
         )
         self._model = build_model(self.layout)
         n = dataset.y_train.shape[0]
         parts = [partition(n, len(self.workers), p) for p in range(len(self.workers))]
         biggest = max(p.stop - p.start for p in parts)
-        self._cpe = max(1, math.ceil(biggest / batch))
+        self._cpe = max(1, math.ceil(biggest / (batch * self._batches_per_clock)))
         self._total = self._cpe * int(self.job.get("epochs", 1))
         self.clocks = dict.fromkeys(self.workers, 0)
         self.primaries = list(self.shards)
@@ -290,7 +296,7 @@ class Scheduler(Actor):
         """Re-hand the training rows: part ``i`` of ``len(workers)`` to ``workers[i]``."""
         assert self._dataset is not None
         n = self._dataset.y_train.shape[0]
-        batch = int(self.job.get("batch_size", 64))
+        batch = int(self.job.get("batch_size", 64)) * self._batches_per_clock
         parts = [partition(n, len(self.workers), p) for p in range(len(self.workers))]
         self._cpe = max(1, math.ceil(max(p.stop - p.start for p in parts) / batch))
         for i, worker in enumerate(self.workers):

@@ -39,6 +39,7 @@ from actorml.protocols.contract import (
     gate_fresh_from,
 )
 
+from .batches import Batch, clock_batches, coalesced_gradient, union_rows
 from .cache import RowCache
 from .config import build_model, build_table_map
 from .messages import (
@@ -163,7 +164,8 @@ class Worker(Actor):
         clock, end = joined.clock, job.total_clocks
         batch = layout.batch_size
         current: Repartition | None = None
-        ahead: tuple[tuple[int, Repartition], tuple[dict[str, Any], Any]] | None = None
+        k = layout.batches_per_clock
+        ahead: tuple[tuple[int, Repartition], list[Batch]] | None = None
         self.ctx.log.info("worker_started", part=job.part, of=job.n_parts, clock=clock)
         while clock < end and not self.stopped:
             if current is not self._assignment:  # (re)partitioned: take the new block
@@ -176,17 +178,16 @@ class Worker(Actor):
             step = clock % current.clocks_per_epoch
             if step == 0 and clock:
                 order = rng.permutation(y.shape[0])
-            idx = _batch(order, step, batch)
             if ahead is not None and ahead[0] == (clock, current):
                 local = ahead[1]  # localised last clock, to ask for its rows in the push
             else:
-                local = localize(model, take_rows(X, idx))
+                local = _localized(model, X, y, clock_batches(order, step, batch, k))
             ahead = None
             if step + 1 < current.clocks_per_epoch and clock + 1 < end:
-                upcoming = localize(model, take_rows(X, _batch(order, step + 1, batch)))
+                upcoming = _localized(model, X, y, clock_batches(order, step + 1, batch, k))
                 ahead = ((clock + 1, current), upcoming)
             await self._clock(
-                model, clock, local, y[idx], me, inc, ahead[1][0] if ahead is not None else {}
+                model, clock, local, me, inc, union_rows([b[0] for b in ahead[1]]) if ahead else {}
             )
             clock += 1
         await self.ctx.tell(self.protocol, Leave(me, "finished"))
@@ -196,31 +197,29 @@ class Worker(Actor):
         self,
         model: Model,
         clock: int,
-        local: tuple[dict[str, np.ndarray | None], Any],
-        yb: np.ndarray,
+        batches: list[Batch],
         me: str,
         inc: int,
         upcoming: dict[str, np.ndarray | None],
     ) -> None:
-        """One clock on the localised batch ``local``; ``upcoming``: the rows the next
-        clock's batch will read, asked for in this clock's pushes (their answers bring
-        them), so the next clock rarely needs a pull round trip of its own."""
+        """One clock on its localised mini-batches (their gradients coalesced into one
+        push per shard); ``upcoming``: the rows the next clock's batches will read,
+        asked for in this clock's pushes (their answers bring them), so the next clock
+        rarely needs a pull round trip of its own."""
         assert self._cache is not None and self._map is not None
         began = time.perf_counter()
         ok = await self._gate_open(clock, me, inc)
-        rows, X_local = local
+        rows = union_rows([b[0] for b in batches])
         await self._pull_stale(rows, ok)
         waited = time.perf_counter() - began
         seen = self._cache.applied(rows)
         self.reads.append((clock, seen))
-        params = {
-            name: self._cache.values[name] if ids is None else self._cache.values[name][ids]
-            for name, ids in rows.items()
-        }
-        self._computing = True
+        self._computing = True  # the cache stays as read until the gradients are taken
         t0 = time.perf_counter()
         try:
-            loss, grads = await trio.to_thread.run_sync(model.gradient, params, X_local, yb)
+            loss, grads = await trio.to_thread.run_sync(
+                coalesced_gradient, model, self._cache.values, batches, rows
+            )
         finally:
             self._computing = False
         compute = time.perf_counter() - t0
@@ -243,7 +242,15 @@ class Worker(Actor):
         await self.ctx.tell(
             self.scheduler,
             Progress(
-                me, clock, float(loss), int(yb.shape[0]), compute, waited, staleness, inc, acked
+                me,
+                clock,
+                float(loss),
+                sum(int(b[2].shape[0]) for b in batches),
+                compute,
+                waited,
+                staleness,
+                inc,
+                acked,
             ),
         )
         if clock % 64 == 0:
@@ -371,11 +378,9 @@ def _block(tmap: TableMap, name: str, shard: int) -> slice:
     return slice(int(owned[0]), int(owned[-1]) + 1) if owned.size else slice(0, 0)
 
 
-def _batch(order: np.ndarray, step: int, batch: int) -> np.ndarray:
-    """The rows of the ``step``-th batch of an epoch in ``order`` (the first batch again
-    if the part has fewer rows than that)."""
-    idx = order[step * batch : (step + 1) * batch]
-    return idx if idx.size else order[:batch]
+def _localized(model: Model, X: Any, y: np.ndarray, batches: list[np.ndarray]) -> list[Batch]:
+    """Each mini-batch's rows, its features with renumbered columns, and its labels."""
+    return [(*localize(model, take_rows(X, idx)), y[idx]) for idx in batches]
 
 
 async def _all(calls: Any) -> None:
