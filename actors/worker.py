@@ -15,6 +15,7 @@ rule of its own.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -86,6 +87,8 @@ class Worker(Actor):
     reads: list[tuple[int, dict[str, int]]] = attrs.field(init=False, factory=list)
     acked: list[tuple[int, int]] = attrs.field(init=False, factory=list)
     stopped: bool = attrs.field(init=False, default=False)
+    rows_pushed: int = attrs.field(init=False, default=0)
+    """How many times a shard pushed fresh rows (ESSP's ``RowsUpdate``)."""
     _cache: RowCache | None = attrs.field(init=False, default=None)
     _map: TableMap | None = attrs.field(init=False, default=None)
     _computing: bool = attrs.field(init=False, default=False)
@@ -94,6 +97,8 @@ class Worker(Actor):
     _assignment: Repartition | None = attrs.field(init=False, default=None)
     _gate: float | None = attrs.field(init=False, default=None)
     """The staleness to judge the gate by locally; None: ask the protocol every clock."""
+    _last_compute: float = attrs.field(init=False, default=math.inf)
+    """How long the last clock's compute took (the first one runs in a thread)."""
     _slowest: tuple[int, int] = attrs.field(init=False, default=(-1, 0))
     """(membership epoch, slowest clock) last told by the protocol."""
 
@@ -102,6 +107,7 @@ class Worker(Actor):
         """ESSP: a shard pushed fresh rows; keep them (after the current compute)."""
         if self._cache is None:
             return
+        self.rows_pushed += 1
         if self._computing:
             self._deferred.append((msg.rows, msg.min_clock))
         else:
@@ -217,12 +223,17 @@ class Worker(Actor):
         self._computing = True  # the cache stays as read until the gradients are taken
         t0 = time.perf_counter()
         try:
-            loss, grads = await trio.to_thread.run_sync(
-                coalesced_gradient, model, self._cache.values, batches, rows
-            )
+            if self._last_compute < INLINE_COMPUTE_S:
+                # A hand-off to a thread and back costs more than this compute does; the
+                # node's heartbeats wait at most this long.
+                loss, grads = coalesced_gradient(model, self._cache.values, batches, rows)
+            else:
+                loss, grads = await trio.to_thread.run_sync(
+                    coalesced_gradient, model, self._cache.values, batches, rows
+                )
         finally:
             self._computing = False
-        compute = time.perf_counter() - t0
+        compute = self._last_compute = time.perf_counter() - t0
         for answer, stamp in self._deferred:
             self._cache.store(answer, stamp)
         self._deferred.clear()
@@ -371,6 +382,10 @@ class Worker(Actor):
 
 
 _SHARD_FAULTS = (ActorGone, AskTimeout)
+
+INLINE_COMPUTE_S = 0.002
+"""A clock whose compute took less than this runs the next one in the actor's own task:
+a thread hop (two wake-ups, two context switches) costs more than that compute."""
 
 
 def _block(tmap: TableMap, name: str, shard: int) -> slice:

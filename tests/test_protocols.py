@@ -70,7 +70,8 @@ def _job(
 async def _run(topology: Topology, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the job in-process over the memory network; return (result, reads by worker).
 
-    The result also says how often the protocol was asked for the gate (``asked``).
+    The result also says how often the protocol was asked for the gate (``asked``) and
+    how many ESSP row pushes the workers received (``rows_pushed``).
     """
     network = MemoryNetwork(seed=1, capacity=64)
     async with (
@@ -83,7 +84,8 @@ async def _run(topology: Topology, tmp_path: Path) -> tuple[dict[str, Any], dict
             result = await cluster.wait()
         reads = {w: list(cluster.actors[w].reads) for w in WORKERS}  # type: ignore[attr-defined]
         asked = cluster.actors["protocol"].asked  # type: ignore[attr-defined]
-    return {**result, "asked": asked}, reads
+        pushed = sum(cluster.actors[w].rows_pushed for w in WORKERS)  # type: ignore[attr-defined]
+    return {**result, "asked": asked, "rows_pushed": pushed}, reads
 
 
 def violations(reads: dict[str, list[tuple[int, dict[str, int]]]], staleness: float) -> list[str]:
@@ -157,6 +159,20 @@ class TestConformance:
         assert violations(reads, staleness) == []
         if not sparse:  # every worker pushed to each slice once per clock: 4 x 24
             assert [a["applied"] for a in result["audit"].values()] == [96, 96]
+
+    @pytest.mark.parametrize("kind,pushes", [("essp", True), ("ssp", False)])
+    async def test_essp_pushes_fresh_rows_when_the_slowest_clock_advances(
+        self, kind: str, pushes: bool, tmp_path: Path
+    ) -> None:
+        """ESSP's defining behaviour, not only SSP's guarantee: the shards push the rows
+        each worker read when the slowest clock advances (24 clocks: many pushes); SSP's
+        shards push nothing."""
+        result, reads = await _run(_job({"kind": kind, "staleness": 2}), tmp_path)
+        assert violations(reads, 2) == []
+        if pushes:
+            assert result["rows_pushed"] >= 24, result["rows_pushed"]
+        else:
+            assert result["rows_pushed"] == 0
 
     async def test_an_open_gate_costs_no_round_trip(self, tmp_path: Path) -> None:
         """Workers within the bound proceed on the slowest clock the protocol told them:
