@@ -74,8 +74,8 @@ class RowCache:
 
     def prune(self) -> None:
         """Forget applied vectors no row refers to any more."""
-        live: set[int] = set()
+        live = np.zeros(self._next, dtype=bool)  # a mark per vector: no sort of the table
         for src in self.source.values():
-            live.update(np.unique(src).tolist())
-        for vid in [v for v in self.vectors if v not in live]:
+            live[src[src >= 0]] = True
+        for vid in [v for v in self.vectors if not live[v]]:
             del self.vectors[vid]

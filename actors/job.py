@@ -59,6 +59,7 @@ class JobConfig:
     shards: int = attrs.field(default=2, validator=checked(integer(1, 256)))
     epochs: int = attrs.field(default=5, validator=checked(integer(1, 1_000_000)))
     batch_size: int = attrs.field(default=64, validator=checked(integer(1, 10_000_000)))
+    batches_per_clock: int = attrs.field(default=1, validator=checked(integer(1, 10_000)))
     seed: int = attrs.field(default=0, validator=checked(integer(0)))
     target_accuracy: float = attrs.field(default=0.0, validator=checked(number_in(0.0, 1.0)))
     slowdown: Mapping[str, float] = attrs.field(

@@ -56,7 +56,11 @@ class Rows:
 
 @message("ps.push")
 class Push:
-    """Gradients for rows, stamped with the worker's clock; ``seq`` makes retries idempotent."""
+    """Gradients for rows, stamped with the worker's clock; ``seq`` makes retries idempotent.
+
+    The acknowledgement brings back the pushed rows and the rows ``want_rows`` of
+    ``want_tables`` (the worker's next batch): a pull folded into the push.
+    """
 
     worker: str
     incarnation: int
@@ -65,6 +69,8 @@ class Push:
     tables: list[str]
     rows: list[np.ndarray | None]
     grads: list[np.ndarray]
+    want_tables: list[str] = attrs.field(factory=list)
+    want_rows: list[np.ndarray | None] = attrs.field(factory=list)
 
 
 @message("ps.push_ack")
@@ -176,6 +182,7 @@ class Layout:
     seed: int
     batch_size: int
     staged: str | None = None
+    batches_per_clock: int = 1
 
 
 @message("ps.shard_hello")

@@ -92,6 +92,11 @@ class Scheduler(Actor):
     _staged: Path | None = attrs.field(init=False, default=None)
 
     @property
+    def _batches_per_clock(self) -> int:
+        """Mini-batches per clock (``[job] batches_per_clock``): a clock's unit of work."""
+        return int(self.job.get("batches_per_clock", 1))
+
+    @property
     def run_dir(self) -> Path:
         return self.ctx.node.run_dir or Path(".")
 
@@ -155,12 +160,13 @@ class Scheduler(Actor):
             seed=int(self.job.get("seed", 0)),
             batch_size=batch,
             staged=str(self._staged) if self._staged else None,
+            batches_per_clock=self._batches_per_clock,
         )
         self._model = build_model(layout)
         n = dataset.y_train.shape[0]
         parts = [partition(n, len(self.workers), p) for p in range(len(self.workers))]
         biggest = max(p.stop - p.start for p in parts)
-        self._cpe = max(1, math.ceil(biggest / batch))
+        self._cpe = max(1, math.ceil(biggest / (batch * self._batches_per_clock)))
         self._total = self._cpe * int(self.job.get("epochs", 1))
         self.clocks = dict.fromkeys(self.workers, 0)
         self.primaries = list(self.shards)
@@ -337,7 +343,7 @@ class Scheduler(Actor):
         if self._dataset is None:
             return  # still loading: the partitions are drawn from the workers left
         n = self._dataset.y_train.shape[0]
-        batch = int(self.job.get("batch_size", 64))
+        batch = int(self.job.get("batch_size", 64)) * self._batches_per_clock
         parts = [partition(n, len(self.workers), p) for p in range(len(self.workers))]
         self._cpe = max(1, math.ceil(max(p.stop - p.start for p in parts) / batch))
         for i, worker in enumerate(self.workers):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import attrs
 import numpy as np
@@ -94,6 +93,8 @@ class Shard(Actor):
     _last_seq: dict[tuple[str, int], int] = attrs.field(init=False, factory=dict)
     _backup_seen: bool = attrs.field(init=False, default=False)
     _readers: dict[str, dict[str, np.ndarray | None]] = attrs.field(init=False, factory=dict)
+    """Per worker and table, a mask over this slice's rows of those it has read (None:
+    all of them): marking a request's rows costs what the request names, not history."""
 
     async def started(self) -> None:
         layout: Layout = await self.ctx.ask_when_up(self.scheduler, GetLayout(), within_s=120)
@@ -176,9 +177,17 @@ class Shard(Actor):
         return False
 
     def _note_reader(self, worker: str, tables: list[str], rows: list[np.ndarray | None]) -> None:
+        assert self.map is not None
         readers = self._readers.setdefault(worker, {})
         for name, ids in zip(tables, rows, strict=True):
-            readers[name] = _union(readers.get(name, ()), ids)
+            if ids is None:
+                readers[name] = None
+                continue
+            if name not in readers:
+                readers[name] = np.zeros(self.slices[name].owned.size, dtype=bool)
+            mask = readers[name]
+            if mask is not None:
+                mask[self.map.local(name, self.index, ids)] = True
 
     def _check_request(
         self, tables: list[str], rows: list[np.ndarray | None], grads: list[np.ndarray] | None
@@ -224,6 +233,7 @@ class Shard(Actor):
         self._primary_only()
         self.ctx.only_from(msg.worker)  # a worker pushes as itself, nobody else
         self._check_request(msg.tables, msg.rows, msg.grads)
+        self._check_request(msg.want_tables, msg.want_rows, None)
         duplicate = self._apply(msg)
         if self.backup is not None:
             try:
@@ -236,8 +246,11 @@ class Shard(Actor):
                 # Keep serving without a backup; the scheduler gives us a new one.
                 self.ctx.log.warning("backup_lost", backup=self.backup, error=str(exc))
                 self.backup = None
-        self._note_reader(msg.worker, msg.tables, msg.rows)
-        return PushAck(msg.seq, duplicate, self._rows(msg.tables, msg.rows))
+        tables, rows = msg.tables, msg.rows
+        if msg.want_tables:
+            tables, rows = [*tables, *msg.want_tables], [*rows, *msg.want_rows]
+        self._note_reader(msg.worker, tables, rows)
+        return PushAck(msg.seq, duplicate, self._rows(tables, rows))
 
     # --- replication ------------------------------------------------------------------
 
@@ -311,6 +324,10 @@ class Shard(Actor):
 
     # --- ESSP and inspection ----------------------------------------------------------
 
+    def _read_rows(self, name: str, mask: np.ndarray | None) -> np.ndarray | None:
+        """The global ids of the rows a reader's ``mask`` marks (None: all rows)."""
+        return None if mask is None else self.slices[name].owned[mask]
+
     @handler
     async def min_clock(self, msg: MinClock) -> None:
         """ESSP: push fresh rows to every worker that has read from this slice."""
@@ -318,7 +335,7 @@ class Shard(Actor):
             return
         for worker, tables in list(self._readers.items()):
             names = list(tables)
-            rows = self._rows(names, [tables[n] for n in names])
+            rows = self._rows(names, [self._read_rows(n, tables[n]) for n in names])
             await self.ctx.tell(worker, RowsUpdate(self.ctx.ref.name, msg.min_clock, rows))
 
     @handler
@@ -335,15 +352,6 @@ class Shard(Actor):
             pushes_duplicate=self.pushes_duplicate,
             applied_ids={k: list(v) for k, v in self.applied_ids.items()},
         )
-
-
-def _union(known: Any, ids: np.ndarray | None) -> np.ndarray | None:
-    """Rows a reader has asked for so far (None once it asked for all)."""
-    if ids is None or known is None:
-        return None
-    if isinstance(known, tuple):
-        return np.unique(ids)
-    return np.union1d(known, ids)
 
 
 def _write_snapshot(path: Path, state: ShardState) -> None:

@@ -1,15 +1,21 @@
 """A data-parallel worker: gate, pull what is stale, compute, push, tick.
 
-Per clock ``c`` a worker asks the protocol actor whether it may proceed
-(:class:`MayRead`), pulls the rows its cache cannot serve fresh enough, computes the
-mini-batch gradient in a thread (numba kernels release the GIL, so the node keeps
-answering while it computes), pushes the gradients to the shards (whose
-acknowledgements bring the updated rows back: read-my-writes), and only then ticks the
-protocol to ``c + 1``.
+Per clock ``c`` a worker passes the protocol's gate, pulls the rows its cache cannot
+serve fresh enough, computes the mini-batch gradient in a thread (numba kernels release
+the GIL, so the node keeps answering while it computes), pushes the gradients to the
+shards (whose acknowledgements bring the updated rows back: read-my-writes), and only
+then ticks the protocol to ``c + 1``.
+
+The gate costs no message while it is open: the protocol tells its workers the slowest
+clock (:class:`MinClock`) whenever it advances, and a worker whose protocol keeps the
+plain staleness rule judges the gate itself from the last one it was told; it asks
+(:class:`MayRead`) only when it has to wait, or every clock under a protocol with a
+rule of its own.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from collections.abc import Callable
@@ -27,8 +33,19 @@ from actorml.models import load_dataset
 from actorml.models.base import Features, Model, localize, take_rows
 from actorml.models.dataset import partition
 from actorml.models.staging import staged_rows, staged_size
-from actorml.protocols.contract import Join, Leave, MayRead, ReadOk, Tick
+from actorml.protocols.contract import (
+    Join,
+    Joined,
+    Leave,
+    MayRead,
+    MinClock,
+    ReadOk,
+    Tick,
+    gate_allows,
+    gate_fresh_from,
+)
 
+from .batches import Batch, clock_batches, coalesced_gradient, union_rows
 from .cache import RowCache
 from .config import build_model, build_table_map
 from .messages import (
@@ -75,22 +92,56 @@ class Worker(Actor):
     reads: list[tuple[int, dict[str, int]]] = attrs.field(init=False, factory=list)
     acked: list[tuple[int, int]] = attrs.field(init=False, factory=list)
     stopped: bool = attrs.field(init=False, default=False)
+    rows_pushed: int = attrs.field(init=False, default=0)
+    """How many times a shard pushed fresh rows (ESSP's ``RowsUpdate``)."""
     _cache: RowCache | None = attrs.field(init=False, default=None)
     _map: TableMap | None = attrs.field(init=False, default=None)
     _computing: bool = attrs.field(init=False, default=False)
     _deferred: list[tuple[Rows, int]] = attrs.field(init=False, factory=list)
     _seq: int = attrs.field(init=False, default=0)
     _assignment: Repartition | None = attrs.field(init=False, default=None)
+    _gate: float | None = attrs.field(init=False, default=None)
+    """The staleness to judge the gate by locally; None: ask the protocol every clock."""
+    _last_compute: float = attrs.field(init=False, default=math.inf)
+    """How long the last clock's compute took (the first one runs in a thread)."""
+    _slowest: tuple[int, int] = attrs.field(init=False, default=(-1, 0))
+    """(membership epoch, slowest clock) last told by the protocol."""
 
     @handler
     async def rows_update(self, msg: RowsUpdate) -> None:
         """ESSP: a shard pushed fresh rows; keep them (after the current compute)."""
         if self._cache is None:
             return
+        self.rows_pushed += 1
         if self._computing:
             self._deferred.append((msg.rows, msg.min_clock))
         else:
             self._cache.store(msg.rows, msg.min_clock)
+
+    @handler
+    async def min_clock(self, msg: MinClock) -> None:
+        """The protocol says where the slowest clock is: the local gate's input."""
+        self.ctx.only_from(self.protocol)
+        self._learn_slowest(msg.epoch, msg.min_clock)
+
+    def _learn_slowest(self, epoch: int, min_clock: int) -> None:
+        # A newer membership epoch replaces what was known (a join may lower the
+        # slowest clock); within one epoch the slowest clock only rises.
+        known_epoch, known = self._slowest
+        if epoch > known_epoch or (epoch == known_epoch and min_clock > known):
+            self._slowest = (epoch, min_clock)
+
+    async def _gate_open(self, clock: int, me: str, inc: int) -> ReadOk:
+        """Permission to read at ``clock``: judged locally while the gate is open, else
+        asked of the protocol (which answers once this worker may proceed)."""
+        epoch, slowest = self._slowest
+        if self._gate is not None and gate_allows(clock, slowest, self._gate):
+            return ReadOk(slowest, gate_fresh_from(clock, self._gate), epoch)
+        ok: ReadOk = await self._ask_through_failures(
+            self.protocol, MayRead(me, inc, clock), timeout=self.wait_timeout_s
+        )
+        self._learn_slowest(ok.epoch, ok.min_clock)
+        return ok
 
     @handler
     async def repartition(self, msg: Repartition) -> None:
@@ -112,13 +163,19 @@ class Worker(Actor):
         self._cache = RowCache.empty(tuple(model.tables()))
         rows_of, mapped = await trio.to_thread.run_sync(_training_rows, layout)
         job: Assignment = await self._ask_through_failures(self.scheduler, JoinJob(me, inc))
-        joined = await self._ask_through_failures(self.protocol, Join(me, inc, job.start_clock))
+        joined: Joined = await self._ask_through_failures(
+            self.protocol, Join(me, inc, job.start_clock)
+        )
+        self._gate = joined.staleness
+        self._learn_slowest(joined.epoch, joined.min_clock)
         self._assignment = Repartition(job.part, job.n_parts, job.clocks_per_epoch)
         # The protocol says where to (re)join: where this worker left off, unless the
         # others have moved on further than the staleness bound allows.
         clock, end = joined.clock, job.total_clocks
         batch = layout.batch_size
         current: Repartition | None = None
+        k = layout.batches_per_clock
+        ahead: tuple[tuple[int, Repartition], list[Batch]] | None = None
         self.ctx.log.info("worker_started", part=job.part, of=job.n_parts, clock=clock)
         while clock < end and not self.stopped:
             if current is not self._assignment:  # (re)partitioned: take the new block
@@ -133,38 +190,56 @@ class Worker(Actor):
             step = clock % current.clocks_per_epoch
             if step == 0 and clock:
                 order = rng.permutation(y.shape[0])
-            idx = order[step * batch : (step + 1) * batch]
-            if idx.size == 0:
-                idx = order[:batch]
-            await self._clock(model, clock, take_rows(X, idx), y[idx], me, inc)
+            if ahead is not None and ahead[0] == (clock, current):
+                local = ahead[1]  # localised last clock, to ask for its rows in the push
+            else:
+                local = _localized(model, X, y, clock_batches(order, step, batch, k))
+            ahead = None
+            if step + 1 < current.clocks_per_epoch and clock + 1 < end:
+                upcoming = _localized(model, X, y, clock_batches(order, step + 1, batch, k))
+                ahead = ((clock + 1, current), upcoming)
+            await self._clock(
+                model, clock, local, me, inc, union_rows([b[0] for b in ahead[1]]) if ahead else {}
+            )
             clock += 1
         await self.ctx.tell(self.protocol, Leave(me, "finished"))
         await self.ctx.tell(self.scheduler, Done(me, clock))
 
     async def _clock(
-        self, model: Model, clock: int, Xb: Any, yb: np.ndarray, me: str, inc: int
+        self,
+        model: Model,
+        clock: int,
+        batches: list[Batch],
+        me: str,
+        inc: int,
+        upcoming: dict[str, np.ndarray | None],
     ) -> None:
+        """One clock on its localised mini-batches (their gradients coalesced into one
+        push per shard); ``upcoming``: the rows the next clock's batches will read,
+        asked for in this clock's pushes (their answers bring them), so the next clock
+        rarely needs a pull round trip of its own."""
         assert self._cache is not None and self._map is not None
         began = time.perf_counter()
-        ok: ReadOk = await self._ask_through_failures(
-            self.protocol, MayRead(me, inc, clock), timeout=self.wait_timeout_s
-        )
-        rows, X_local = localize(model, Xb)
+        ok = await self._gate_open(clock, me, inc)
+        rows = union_rows([b[0] for b in batches])
         await self._pull_stale(rows, ok)
         waited = time.perf_counter() - began
         seen = self._cache.applied(rows)
         self.reads.append((clock, seen))
-        params = {
-            name: self._cache.values[name] if ids is None else self._cache.values[name][ids]
-            for name, ids in rows.items()
-        }
-        self._computing = True
+        self._computing = True  # the cache stays as read until the gradients are taken
         t0 = time.perf_counter()
         try:
-            loss, grads = await trio.to_thread.run_sync(model.gradient, params, X_local, yb)
+            if self._last_compute < INLINE_COMPUTE_S:
+                # A hand-off to a thread and back costs more than this compute does; the
+                # node's heartbeats wait at most this long.
+                loss, grads = coalesced_gradient(model, self._cache.values, batches, rows)
+            else:
+                loss, grads = await trio.to_thread.run_sync(
+                    coalesced_gradient, model, self._cache.values, batches, rows
+                )
         finally:
             self._computing = False
-        compute = time.perf_counter() - t0
+        compute = self._last_compute = time.perf_counter() - t0
         for answer, stamp in self._deferred:
             self._cache.store(answer, stamp)
         self._deferred.clear()
@@ -174,7 +249,7 @@ class Worker(Actor):
         if extra > 0:
             await trio.sleep(extra)
         before = len(self.acked)
-        await self._push(clock, rows, grads, ok, me, inc)
+        await self._push(clock, rows, grads, ok, me, inc, upcoming)
         acked: dict[str, list[int]] = {}
         for shard, seq in self.acked[before:]:
             acked.setdefault(str(shard), []).append(seq)
@@ -184,7 +259,15 @@ class Worker(Actor):
         await self.ctx.tell(
             self.scheduler,
             Progress(
-                me, clock, float(loss), int(yb.shape[0]), compute, waited, staleness, inc, acked
+                me,
+                clock,
+                float(loss),
+                sum(int(b[2].shape[0]) for b in batches),
+                compute,
+                waited,
+                staleness,
+                inc,
+                acked,
             ),
         )
         if clock % 64 == 0:
@@ -258,9 +341,18 @@ class Worker(Actor):
         ok: ReadOk,
         me: str,
         inc: int,
+        upcoming: dict[str, np.ndarray | None],
     ) -> None:
         assert self._cache is not None and self._map is not None
         cache, tmap = self._cache, self._map
+        wanted: dict[int, tuple[list[str], list[np.ndarray | None]]] = {}
+        for name, ids in upcoming.items():
+            if ids is None:
+                continue  # a whole table: its pushed rows come back anyway
+            for shard, part in tmap.split(name, ids):
+                tables, asks = wanted.setdefault(shard, ([], []))
+                tables.append(name)
+                asks.append(part)
         outgoing: dict[int, tuple[list[str], list[np.ndarray | None], list[np.ndarray]]] = {}
         for name, ids in rows.items():
             grad = grads[name]
@@ -281,7 +373,8 @@ class Worker(Actor):
 
         async def push(shard: int, tables: list[str], parts: Any, pieces: Any) -> None:
             self._seq += 1
-            msg = Push(me, inc, self._seq, clock, tables, parts, pieces)
+            want_tables, want_rows = wanted.get(shard, ([], []))
+            msg = Push(me, inc, self._seq, clock, tables, parts, pieces, want_tables, want_rows)
             ack: PushAck = await self._ask_shard(shard, msg)  # a retry resends the same seq
             self.acked.append((shard, msg.seq))
             cache.store(ack.rows, ok.min_clock)
@@ -290,6 +383,10 @@ class Worker(Actor):
 
 
 _SHARD_FAULTS = (ActorGone, AskTimeout)
+
+INLINE_COMPUTE_S = 0.002
+"""A clock whose compute took less than this runs the next one in the actor's own task:
+a thread hop (two wake-ups, two context switches) costs more than that compute."""
 
 
 def _training_rows(
@@ -333,6 +430,11 @@ def _digest(X: Features, y: np.ndarray) -> str:
 def _block(tmap: TableMap, name: str, shard: int) -> slice:
     owned = tmap.owned(name, shard)
     return slice(int(owned[0]), int(owned[-1]) + 1) if owned.size else slice(0, 0)
+
+
+def _localized(model: Model, X: Any, y: np.ndarray, batches: list[np.ndarray]) -> list[Batch]:
+    """Each mini-batch's rows, its features with renumbered columns, and its labels."""
+    return [(*localize(model, take_rows(X, idx)), y[idx]) for idx in batches]
 
 
 async def _all(calls: Any) -> None:

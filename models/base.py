@@ -160,14 +160,37 @@ def as_features(X: Any) -> Features:
 
 
 @numba.njit(nogil=True, cache=True)
-def _sorted_unique(values):
-    out = np.sort(values).astype(np.int64)
-    n = 0
-    for i in range(out.size):
-        if n == 0 or out[i] != out[n - 1]:
-            out[n] = out[i]
+def _walk_sorted_keys(keys, shift, inverse):
+    """Keys ``value << shift | position``, sorted: the distinct values in order, and
+    ``inverse[position]`` = the rank of the value at ``position`` among them."""
+    mask = (np.int64(1) << shift) - 1
+    unique = np.empty(keys.size, dtype=np.int64)
+    n = -1
+    previous = -1
+    for k in range(keys.size):
+        value = keys[k] >> shift
+        if n < 0 or value != previous:
             n += 1
-    return out[:n].copy()
+            unique[n] = value
+            previous = value
+        inverse[keys[k] & mask] = n
+    return unique[: n + 1].copy()
+
+
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct int64 ``values`` and each value's position among them, with one
+    sort of packed (value, position) keys (numpy's sort; a third of sort + binary search)."""
+    shift = max(1, int(values.size).bit_length())
+    keys = (values.astype(np.int64) << shift) | np.arange(values.size, dtype=np.int64)
+    keys.sort()
+    inverse = np.empty(values.size, dtype=values.dtype)
+    return _walk_sorted_keys(keys, shift, inverse), inverse
+
+
+# The renumbering ``feature_rows`` found for the last CSR batch, reused by
+# ``select_columns`` when it is asked for exactly those columns of exactly that batch
+# (identity checks: a tuple read is atomic, so threads cannot mix two batches up).
+_last_renumbering: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 @numba.njit(nogil=True, cache=True)
@@ -224,7 +247,10 @@ def feature_rows(X: Features) -> np.ndarray:
     at least one non-zero.
     """
     if is_sparse(X):
-        return _sorted_unique(X.indices)
+        global _last_renumbering
+        unique, inverse = _unique_inverse(X.indices)
+        _last_renumbering = (X.indices, unique, inverse)
+        return unique
     return np.flatnonzero(np.any(X != 0, axis=0)).astype(np.int64)
 
 
@@ -234,6 +260,9 @@ def select_columns(X: Features, columns: np.ndarray) -> Features:
     For a CSR batch whose stored entries all lie in ``columns`` (the usual case, since
     ``columns`` came from ``feature_rows``) this only rewrites the index array.
     """
+    last = _last_renumbering
+    if last is not None and is_sparse(X) and last[0] is X.indices and last[1] is columns:
+        return sp.csr_matrix((X.data, last[2], X.indptr), shape=(X.shape[0], columns.size))
     columns = np.asarray(columns, dtype=np.int64)
     if not is_sparse(X):
         return np.ascontiguousarray(X[:, columns])
@@ -256,6 +285,8 @@ def localize(model: Model, X_batch: Features) -> tuple[dict[str, np.ndarray | No
     """
     X_batch = as_features(X_batch)
     rows = model.rows_needed(X_batch)
+    if all(ids is None for ids in rows.values()):
+        return rows, X_batch  # every table pulled whole: nothing to renumber
     feature_ids: np.ndarray | None = None
     for spec in model.tables():
         ids = rows.get(spec.name)

@@ -15,6 +15,16 @@ The protocols differ in one rule, ``min_clock >= clock - staleness``:
 - ESSP(s): SSP's gate, and when the slowest clock advances the shards push fresh rows to
   the workers that read them (:class:`MinClock` to every shard).
 
+The gate costs no round trip while it is open. A protocol whose rule is the plain
+staleness rule (it does not override :meth:`~ConsistencyProtocol.allows` or
+:meth:`~ConsistencyProtocol.fresh_from`) says so in :class:`Joined` (its
+``staleness``), and tells every member :class:`MinClock` each time the slowest clock
+advances (or membership changes it). A worker then judges the gate itself with
+:func:`gate_allows` and :func:`gate_fresh_from` (the very functions the protocol's own
+rule calls) against the slowest clock it was told, a lower bound of the true one, and
+asks :class:`MayRead` only when it must wait. A protocol with a rule of its own
+answers ``staleness = None``, and its workers ask every clock.
+
 Membership is part of the clock: workers join at the slowest clock and leave (a dead
 worker is removed by the scheduler) under a new membership epoch, so nobody waits for a
 worker that is gone.
@@ -30,6 +40,7 @@ import attrs
 import structlog
 
 from actorml import Actor, handler, message
+from actorml.errors import ActorGone, UnknownNode
 from actorml.messages import NodeDown
 from actorml.resume import resume_snapshot
 from actorml.topology.fields import checked, integer
@@ -45,6 +56,8 @@ __all__ = [
     "MinClock",
     "ReadOk",
     "Tick",
+    "gate_allows",
+    "gate_fresh_from",
     "staleness_field",
 ]
 
@@ -88,10 +101,13 @@ class Join:
 
 @message("protocol.joined")
 class Joined:
-    """The answer to `Join`: the clock the worker starts at, under membership ``epoch``."""
+    """The answer to `Join`: the clock the worker starts at, under membership ``epoch``;
+    the slowest clock now, and ``staleness`` if the worker may judge the gate itself."""
 
     clock: int
     epoch: int
+    min_clock: int = 0
+    staleness: float | None = None
 
 
 @message("protocol.leave")
@@ -104,7 +120,8 @@ class Leave:
 
 @message("protocol.min_clock")
 class MinClock:
-    """The slowest clock advanced to ``min_clock``: every update stamped below it is applied."""
+    """The slowest clock is ``min_clock`` (membership ``epoch``): every update stamped
+    below it is applied. To shards (ESSP) and, for the local gate, to workers."""
 
     min_clock: int
     epoch: int
@@ -123,6 +140,19 @@ class Clocks:
     min_clock: int
     epoch: int
     waiting: int
+
+
+def gate_allows(clock: int, min_clock: int, staleness: float) -> bool:
+    """The staleness rule: may a worker at ``clock`` proceed while the slowest is at
+    ``min_clock``? (The protocol's default ``allows`` and a worker's local gate.)"""
+    return min_clock >= clock - staleness
+
+
+def gate_fresh_from(clock: int, staleness: float) -> int | None:
+    """The stamp rows read at ``clock`` need under the staleness rule (None: any)."""
+    if math.isinf(staleness):
+        return None
+    return int(clock - staleness)
 
 
 def staleness_field(default: int) -> Any:
@@ -159,6 +189,9 @@ class ConsistencyProtocol(Actor):
     epoch: int = attrs.field(init=False, default=0)
     _waiting: list[tuple[int, str, Any]] = attrs.field(init=False, factory=list)
     _announced: int = attrs.field(init=False, default=0)
+    _told: int = attrs.field(init=False, default=0)
+    asked: int = attrs.field(init=False, default=0)
+    """How many times a worker asked :class:`MayRead` (the gate's round trips)."""
 
     _recovering: bool = attrs.field(init=False, default=False)
 
@@ -188,13 +221,22 @@ class ConsistencyProtocol(Actor):
 
     def allows(self, clock: int, min_clock: int) -> bool:
         """May a worker at ``clock`` proceed while the slowest is at ``min_clock``?"""
-        return min_clock >= clock - self.staleness
+        return gate_allows(clock, min_clock, self.staleness)
 
     def fresh_from(self, clock: int) -> int | None:
         """The stamp rows read at ``clock`` need (None: any)."""
-        if math.isinf(self.staleness):
-            return None
-        return int(clock - self.staleness)
+        return gate_fresh_from(clock, self.staleness)
+
+    @property
+    def local_gate(self) -> float | None:
+        """The staleness workers judge the gate with themselves, or None (they ask every
+        clock) when a subclass brings a rule of its own."""
+        cls = type(self)
+        plain = (
+            cls.allows is ConsistencyProtocol.allows
+            and cls.fresh_from is ConsistencyProtocol.fresh_from
+        )
+        return float(self.staleness) if plain else None
 
     # --- state --------------------------------------------------------------------
 
@@ -204,6 +246,7 @@ class ConsistencyProtocol(Actor):
 
     @handler
     async def may_read(self, msg: MayRead) -> Any:
+        self.asked += 1
         self._learn(msg.worker, msg.clock)
         if self.allows(msg.clock, self.min_clock):
             return self._ok(msg.clock)
@@ -238,7 +281,8 @@ class ConsistencyProtocol(Actor):
                 "worker_joined", worker=msg.worker, clock=self.clocks[msg.worker]
             )
         self.incarnations[msg.worker] = msg.incarnation
-        return Joined(self.clocks[msg.worker], self.epoch)
+        await self._announce_membership()
+        return Joined(self.clocks[msg.worker], self.epoch, self.min_clock, self.local_gate)
 
     @handler
     async def leave(self, msg: Leave) -> None:
@@ -268,6 +312,26 @@ class ConsistencyProtocol(Actor):
     def _ok(self, clock: int) -> ReadOk:
         return ReadOk(self.min_clock, self.fresh_from(clock), self.epoch)
 
+    async def _tell_workers(self) -> None:
+        """Tell every member the slowest clock, for the gate it judges itself (ASP's is
+        always open, and a protocol with a rule of its own is asked instead)."""
+        gate = self.local_gate
+        if gate is None or math.isinf(gate):
+            return
+        told = MinClock(self.min_clock, self.epoch)
+        for worker in list(self.clocks):
+            try:
+                await self.ctx.tell(worker, told)
+            except (ActorGone, UnknownNode):
+                pass  # a worker that cannot be told asks when it must wait
+
+    async def _announce_membership(self) -> None:
+        """A join can lower the slowest clock: workers must not keep judging by the old
+        one. (An epoch newer than theirs replaces what they knew.)"""
+        if self.min_clock < self._told:
+            self._told = self.min_clock
+            await self._tell_workers()
+
     async def _advance(self) -> None:
         low = self.min_clock
         still = []
@@ -279,6 +343,9 @@ class ConsistencyProtocol(Actor):
             else:
                 still.append((clock, worker, promise))
         self._waiting = still
+        if low > self._told:
+            self._told = low
+            await self._tell_workers()
         if low > self._announced:
             self._announced = low
             if self.push_on_advance:

@@ -56,14 +56,20 @@ class TestTrainingBenchmarks:
         assert (tmp_path / "c.png").stat().st_size > 10_000
 
     def test_throughput_quick_run(self, tmp_path: Path, ipc_dir: str) -> None:
-        """`bench/throughput.py --quick` reports samples/s and cycles/s beside baselines."""
+        """`bench/throughput.py --quick` reports samples/s of the flights, dense and sparse
+        jobs beside one process, their clock overheads, and cycles/s beside raw pynng."""
         data = _run("throughput", tmp_path, ipc_dir)
+        jobs = ("", "_dense", "_sparse")
         assert set(data["figures"]) == {
-            "samples_per_s_distributed",
-            "samples_per_s_single",
+            *(f"samples_per_s_{kind}{job}" for kind in ("distributed", "single") for job in jobs),
+            "overhead_per_clock_ms",
+            "overhead_per_clock_ms_4w",
             "cycles_per_s",
             "raw_cycles_per_s",
         }
-        assert set(data["ratios"]) == {"samples_per_s_vs_single", "cycles_per_s_vs_raw"}
+        assert set(data["ratios"]) == {
+            *(f"samples_per_s_vs_single{job}" for job in jobs),
+            "cycles_per_s_vs_raw",
+        }
         for key, value in {**data["figures"], **data["ratios"]}.items():
             assert _positive(value), (key, value)

@@ -172,9 +172,9 @@ class TestJobConfig:
                 "shard's node, which needs shards >= 2), got 2 with 1 shards",
             ),
             ({"workerz": 2}, "job.workerz: unknown option (did you mean 'workers'?) (valid "
-             "options: batch_size, epochs, eval_every_clocks, jitter_s, progress, replication, "
-             "seed, shards, slowdown, snapshot_every_clocks, target_accuracy, wait_timeout_s, "
-             "workers)"),
+             "options: batch_size, batches_per_clock, epochs, eval_every_clocks, jitter_s, "
+             "progress, replication, seed, shards, slowdown, snapshot_every_clocks, "
+             "target_accuracy, wait_timeout_s, workers)"),
         ],
     )  # fmt: skip
     def test_bad_values_name_the_key(self, table: dict[str, Any], message: str) -> None:

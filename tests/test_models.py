@@ -23,6 +23,7 @@ from actorml.models import (
     MODELS,
     Dataset,
     Model,
+    feature_rows,
     gather,
     init_state,
     load_dataset,
@@ -252,6 +253,19 @@ class TestGradients:
         np.testing.assert_array_equal(
             select_columns(X, np.array([0, 2])).toarray(), [[1.0, 3.0], [0.0, 5.0]]
         )
+
+    def test_feature_rows_and_renumbering_match_numpy(self):
+        """A CSR batch's feature rows are np.unique of its columns, and the renumbered
+        batch is the same matrix; another batch asking for those columns is not given the
+        first batch's renumbering."""
+        X = sp.random(200, 5000, density=0.01, format="csr", random_state=3)
+        ids = feature_rows(X)
+        np.testing.assert_array_equal(ids, np.unique(X.indices))
+        local = select_columns(X, ids)
+        np.testing.assert_array_equal(local.toarray(), X.toarray()[:, ids])
+        other = sp.csr_matrix(X[::-1])
+        np.testing.assert_array_equal(select_columns(other, ids).toarray(), other.toarray()[:, ids])
+        assert feature_rows(sp.csr_matrix((3, 10))).size == 0
 
     def test_take_rows_matches_scipy_indexing(self):
         """take_rows gathers CSR rows (repeats and any order) exactly as X[rows]."""

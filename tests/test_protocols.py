@@ -25,13 +25,34 @@ class GatelessSSP(SSP):
         return True
 
 
-def _job(protocol: dict[str, Any], *, slow: str = "worker-3", delay_s: float = 0.004) -> Topology:
+SPARSE = {"source": "generated:sparse", "n_samples": 1600, "n_features": 300, "nnz_per_row": 6}
+
+
+def _job(
+    protocol: dict[str, Any],
+    *,
+    slow: str = "worker-3",
+    delay_s: float = 0.004,
+    sparse: bool = False,
+    batches_per_clock: int = 1,
+) -> Topology:
+    """The conformance job: 24 clocks per worker (3 epochs of 300 rows in clocks of
+    ``batches_per_clock`` mini-batches of 40 / ``batches_per_clock`` rows)."""
     topology = Topology.from_dict(
         {
             "cluster": {"name": "conformance", "ask_timeout_s": 60.0},
-            "job": {"workers": 4, "shards": 2, "epochs": 3, "batch_size": 40, "progress": False},
-            "data": {"source": "generated:classification", "n_samples": 1600, "n_features": 12},
-            "model": {"kind": "logreg"},
+            "job": {
+                "workers": 4,
+                "shards": 2,
+                "epochs": 3,
+                "batch_size": 40 // batches_per_clock,
+                "batches_per_clock": batches_per_clock,
+                "progress": False,
+            },
+            "data": SPARSE
+            if sparse
+            else {"source": "generated:classification", "n_samples": 1600, "n_features": 12},
+            "model": {"kind": "logreg", "sparse": sparse},
             "optimizer": {"kind": "sgd", "lr": 0.05},
             "protocol": protocol,
         }
@@ -47,7 +68,11 @@ def _job(protocol: dict[str, Any], *, slow: str = "worker-3", delay_s: float = 0
 
 
 async def _run(topology: Topology, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the job in-process over the memory network; return (result, reads by worker)."""
+    """Run the job in-process over the memory network; return (result, reads by worker).
+
+    The result also says how often the protocol was asked for the gate (``asked``) and
+    how many ESSP row pushes the workers received (``rows_pushed``).
+    """
     network = MemoryNetwork(seed=1, capacity=64)
     async with (
         network.running(),
@@ -58,7 +83,9 @@ async def _run(topology: Topology, tmp_path: Path) -> tuple[dict[str, Any], dict
         with trio.fail_after(120):
             result = await cluster.wait()
         reads = {w: list(cluster.actors[w].reads) for w in WORKERS}  # type: ignore[attr-defined]
-    return result, reads
+        asked = cluster.actors["protocol"].asked  # type: ignore[attr-defined]
+        pushed = sum(cluster.actors[w].rows_pushed for w in WORKERS)  # type: ignore[attr-defined]
+    return {**result, "asked": asked, "rows_pushed": pushed}, reads
 
 
 def violations(reads: dict[str, list[tuple[int, dict[str, int]]]], staleness: float) -> list[str]:
@@ -95,6 +122,65 @@ class TestConformance:
         assert result["epochs"] == 3
         assert all(len(r) == 24 for r in reads.values())  # 3 epochs of 300 rows / 40
         assert violations(reads, staleness) == []
+
+    @pytest.mark.parametrize(
+        "protocol,staleness",
+        [({"kind": "bsp"}, 0), ({"kind": "ssp", "staleness": 2}, 2)],
+        ids=["bsp", "ssp2"],
+    )
+    async def test_sparse_reads_meet_the_guarantee(
+        self, protocol: dict[str, Any], staleness: float, tmp_path: Path
+    ) -> None:
+        """A sparse table, whose next batch's rows ride on each push's answer: every read
+        still sees all updates stamped <= c-s-1 and all its own."""
+        result, reads = await _run(_job(protocol, sparse=True), tmp_path)
+        assert result["epochs"] == 3
+        assert violations(reads, staleness) == []
+
+    @pytest.mark.parametrize(
+        "protocol,staleness,sparse",
+        [
+            ({"kind": "bsp"}, 0, False),
+            ({"kind": "ssp", "staleness": 1}, 1, False),
+            ({"kind": "essp", "staleness": 2}, 2, False),
+            ({"kind": "ssp", "staleness": 2}, 2, True),
+        ],
+        ids=["bsp", "ssp1", "essp2", "ssp2-sparse"],
+    )
+    async def test_clocks_of_four_mini_batches_meet_the_guarantee(
+        self, protocol: dict[str, Any], staleness: float, sparse: bool, tmp_path: Path
+    ) -> None:
+        """batches_per_clock = 4: one coalesced push per shard per clock of 4 mini-batches
+        of 10 rows; every read still meets the guarantee, clock by clock."""
+        job = _job(protocol, sparse=sparse, batches_per_clock=4)
+        result, reads = await _run(job, tmp_path)
+        assert result["epochs"] == 3 and result["samples"] == 3 * 1200
+        assert all(len(r) == 24 for r in reads.values())
+        assert violations(reads, staleness) == []
+        if not sparse:  # every worker pushed to each slice once per clock: 4 x 24
+            assert [a["applied"] for a in result["audit"].values()] == [96, 96]
+
+    @pytest.mark.parametrize("kind,pushes", [("essp", True), ("ssp", False)])
+    async def test_essp_pushes_fresh_rows_when_the_slowest_clock_advances(
+        self, kind: str, pushes: bool, tmp_path: Path
+    ) -> None:
+        """ESSP's defining behaviour, not only SSP's guarantee: the shards push the rows
+        each worker read when the slowest clock advances (24 clocks: many pushes); SSP's
+        shards push nothing."""
+        result, reads = await _run(_job({"kind": kind, "staleness": 2}), tmp_path)
+        assert violations(reads, 2) == []
+        if pushes:
+            assert result["rows_pushed"] >= 24, result["rows_pushed"]
+        else:
+            assert result["rows_pushed"] == 0
+
+    async def test_an_open_gate_costs_no_round_trip(self, tmp_path: Path) -> None:
+        """Workers within the bound proceed on the slowest clock the protocol told them:
+        of 96 reads under SSP(3) without a straggler, at most 4 ask the protocol (28 did
+        when it stopped telling them)."""
+        result, reads = await _run(_job({"kind": "ssp", "staleness": 3}, delay_s=0.0), tmp_path)
+        assert violations(reads, 3) == []
+        assert result["asked"] <= 4, result["asked"]
 
     async def test_removing_the_gate_is_caught(self, tmp_path: Path) -> None:
         """A protocol without its gate lets a fast worker read too-stale rows: flagged."""

@@ -16,12 +16,14 @@ from actorml.actors.messages import (
     Layout,
     Pull,
     Push,
+    RowsUpdate,
     ShardHello,
     ShardRole,
     TakeSnapshot,
 )
 from actorml.actors.shard import Shard
 from actorml.codec import ASK, Envelope
+from actorml.protocols.contract import MinClock
 
 
 @attrs.define
@@ -33,6 +35,10 @@ class _Node:
     name: str = "shard-0"
     incarnation: int = 1
     placement: dict[str, str] = attrs.field(factory=dict)
+    told: list[tuple[str, object]] = attrs.field(factory=list)
+
+    async def tell(self, target: str, msg: object, sender: object = None) -> None:
+        self.told.append((target, msg))
 
     async def ask(self, target: str, msg: object, **_: Any) -> Any:
         if isinstance(msg, GetLayout):
@@ -179,3 +185,28 @@ class TestRequests:
             await _push(shard, push)
         for name, values in _values(shard).items():
             np.testing.assert_array_equal(values, before[name])
+
+
+class TestEssp:
+    async def test_the_slowest_clock_pushes_exactly_the_rows_each_worker_read(
+        self, tmp_path: Path
+    ) -> None:
+        """ESSP: a shard pushes each reader the rows it has read of a sparse table (the
+        union of its requests), and whole dense tables to whoever read them whole."""
+        layout = attrs.evolve(LAYOUT, model={"kind": "logreg", "sparse": True}, n_features=12)
+        shard = Shard(index=0)
+        node = _Node(tmp_path, layout)
+        shard.ctx = ActorContext(node, ActorRef("shard-0", "shard-0", 1), structlog.get_logger())  # type: ignore[arg-type]
+        await shard.started()
+        await shard.pull(Pull("worker-0", ["w", "b"], [np.array([1, 5]), None]))
+        await shard.pull(Pull("worker-0", ["w"], [np.array([5, 9])]))
+        await shard.pull(Pull("worker-1", ["w"], [np.array([11])]))
+        await shard.min_clock(MinClock(3, 0))
+        pushed = {target: msg for target, msg in node.told}
+        assert set(pushed) == {"worker-0", "worker-1"}
+        for worker, expected in (("worker-0", [1, 5, 9]), ("worker-1", [11])):
+            update = pushed[worker]
+            assert isinstance(update, RowsUpdate) and update.min_clock == 3
+            rows = dict(zip(update.rows.tables, update.rows.rows, strict=True))
+            np.testing.assert_array_equal(rows["w"], expected)
+        assert len(pushed["worker-0"].rows.rows[1]) == 1  # b: read whole, pushed whole
