@@ -9,6 +9,7 @@ is reached: the run directory then holds ``params.npz`` and ``training.png``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -50,6 +51,7 @@ from .messages import (
     TakeSnapshot,
 )
 from .plot import plot_training
+from .plot import warm as warm_plotting
 
 __all__ = ["Scheduler"]
 
@@ -103,6 +105,10 @@ class Scheduler(Actor):
         if self._done >= set(self.workers) and not self._finished:
             # Restarted after every worker had finished: finish the job now.
             await self._finish_when_able()
+        # matplotlib takes a second to import: now, while the job trains, not after the
+        # last clock (the handlers are served meanwhile).
+        with contextlib.suppress(Exception):
+            await trio.to_thread.run_sync(warm_plotting)
         await trio.sleep_forever()
 
     async def _load(self) -> Dataset:
