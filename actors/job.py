@@ -121,8 +121,9 @@ class JobSection:
     @staticmethod
     def warm(tables: Mapping[str, Any]) -> None:
         """Load what the job's nodes will run, for a template process to inherit (see
-        :mod:`actorml.zygote`): the model's and optimiser's compiled kernels, what the
-        data source loads with, and the plotting the scheduler ends with."""
+        :mod:`actorml.zygote`): the model's and optimiser's compiled kernels and what
+        the data source loads with. (The scheduler readies its plotting itself, while
+        the job trains: see ``actorml.actors.plot.warm``.)"""
         from actorml.models.warm import warm_kernels
 
         def table(name: str) -> Mapping[str, Any]:
@@ -130,20 +131,6 @@ class JobSection:
             return value if isinstance(value, Mapping) else {}
 
         warm_kernels(table("model"), table("optimizer"), table("data"))
-        import io
-
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        # A first figure loads the font cache and the renderer (a few tenths of a second
-        # the scheduler would otherwise spend after the job's last clock).
-        fig, ax = plt.subplots(figsize=(2, 1))
-        ax.plot([0, 1], [0, 1], label="warm")
-        ax.legend()
-        fig.savefig(io.BytesIO(), format="png", dpi=30)
-        plt.close(fig)
 
 
 class ModelSection:

@@ -9,6 +9,7 @@ is reached: the run directory then holds ``params.npz`` and ``training.png``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -23,10 +24,9 @@ import trio
 
 from actorml import Actor, ActorGone, NotReady, handler
 from actorml.messages import NodeDown
-from actorml.models import load_dataset
 from actorml.models.base import Model
 from actorml.models.dataset import Dataset, partition
-from actorml.models.staging import open_staged, stage, staged_path
+from actorml.models.staging import NotStaged, load_and_stage, staged_path
 from actorml.protocols.contract import Clocks, GetClocks
 from actorml.resume import resume_snapshot, snapshot_directory
 
@@ -50,6 +50,7 @@ from .messages import (
     TakeSnapshot,
 )
 from .plot import plot_training
+from .plot import warm as warm_plotting
 
 __all__ = ["Scheduler"]
 
@@ -108,6 +109,10 @@ class Scheduler(Actor):
         if self._done >= set(self.workers) and not self._finished:
             # Restarted after every worker had finished: finish the job now.
             await self._finish_when_able()
+        # matplotlib takes a second to import: now, while the job trains, not after the
+        # last clock (the handlers are served meanwhile).
+        with contextlib.suppress(Exception):
+            await trio.to_thread.run_sync(warm_plotting)
         await trio.sleep_forever()
 
     async def _load(self) -> Dataset:
@@ -120,11 +125,7 @@ class Scheduler(Actor):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._say_loading, started_at)
             try:
-                dataset = await trio.to_thread.run_sync(lambda: open_staged(where))
-                if dataset is None:
-                    dataset = await trio.to_thread.run_sync(lambda: load_dataset(**data))
-                    self._loading = f"staging {source}"
-                    dataset = await trio.to_thread.run_sync(lambda: _stage(dataset, where))
+                dataset = await trio.to_thread.run_sync(lambda: _load_and_stage(data, where))
             except (ValueError, TypeError, OSError, EOFError) as exc:
                 # Bad data stays bad: a restart would fail the same way, so the job ends
                 # now with one line saying why, instead of restarting until the cluster
@@ -531,18 +532,17 @@ class Scheduler(Actor):
             self.ctx.log.warning("plot_failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def _stage(dataset: Dataset, where: Path) -> Dataset:
-    """Stage ``dataset`` for the workers and keep the mapped copy (one copy in memory).
+def _load_and_stage(data: dict[str, Any], where: Path) -> Dataset:
+    """The dataset, staged for the workers and mapped (one copy in memory).
 
-    A dataset that cannot be staged (metadata that is not JSON, a full disk) is kept
-    in memory; the workers then load it themselves, as before staging existed.
+    A dataset that cannot be staged is kept in memory, and the workers then load it
+    themselves, as before staging existed.
     """
     try:
-        stage(dataset, where)
-    except (TypeError, OSError) as exc:
+        return load_and_stage(data, where)
+    except NotStaged as exc:
         structlog.get_logger().warning("data_not_staged", error=str(exc))
-        return dataset
-    return open_staged(where) or dataset
+        return exc.dataset
 
 
 def _audit_failure(audit: dict[str, dict[str, int]]) -> dict[str, str]:

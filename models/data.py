@@ -301,8 +301,8 @@ class NpzSource:
             return _shuffled(source, X_train, y_train, X_test, y_test, classes, opts["seed"])
         # Shuffled, widened to float64 and checked in one pass over the mapped file.
         order = np.random.default_rng(opts["seed"]).permutation(y_train.shape[0])
-        X_train, bad_train = gather_rows(arrays["X_train"], order)
-        X_test, bad_test = gather_rows(arrays["X_test"], np.arange(y_test.shape[0]))
+        X_train, bad_train = gather_rows(arrays["X_train"], order, "X_train")
+        X_test, bad_test = gather_rows(arrays["X_test"], np.arange(y_test.shape[0]), "X_test")
         for part, bad in (("train", bad_train), ("test", bad_test)):
             if bad:
                 raise ValueError(

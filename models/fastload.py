@@ -18,12 +18,30 @@ from __future__ import annotations
 import mmap
 import struct
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numba
 import numpy as np
 
-__all__ = ["gather_rows", "npz_arrays", "parse_libsvm"]
+__all__ = ["backing_file", "gather_rows", "loading_into", "npz_arrays", "parse_libsvm"]
+
+_INTO: ContextVar[Path | None] = ContextVar("actorml_loading_into", default=None)
+
+
+@contextmanager
+def loading_into(directory: Path) -> Iterator[None]:
+    """Within this block, :func:`gather_rows` calls given a ``name`` write their result
+    straight into ``DIRECTORY/NAME.npy`` (a file-backed array) instead of memory: the
+    staging of a dataset (see :mod:`actorml.models.staging`) then has nothing to copy."""
+    token = _INTO.set(Path(directory))
+    try:
+        yield
+    finally:
+        _INTO.reset(token)
+
 
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # a zip local file header (30 bytes)
 
@@ -67,18 +85,43 @@ def npz_arrays(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def gather_rows(X: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, int]:
-    """``(X[order] as float64 C-contiguous, how many of its values are not finite)``."""
+def gather_rows(
+    X: np.ndarray, order: np.ndarray, name: str | None = None
+) -> tuple[np.ndarray, int]:
+    """``(X[order] as float64 C-contiguous, how many of its values are not finite)``.
+
+    ``name``: inside :func:`loading_into`, the result is the file ``NAME.npy`` there.
+    """
     if X.ndim != 2:
         raise ValueError(f"features must be 2-D, got shape {X.shape}")
     order = np.ascontiguousarray(order, dtype=np.int64)
-    out = np.empty((order.size, X.shape[1]), dtype=np.float64)
+    shape = (order.size, X.shape[1])
+    into = _INTO.get()
+    if into is not None and name is not None and order.size:
+        out = np.asarray(
+            np.lib.format.open_memmap(
+                into / f"{name}.npy", mode="w+", dtype=np.float64, shape=shape
+            )
+        )
+    else:
+        out = np.empty(shape, dtype=np.float64)
     if X.dtype.kind not in "fiu" or not X.flags.c_contiguous:
         src = np.ascontiguousarray(X, dtype=np.float64)
     else:
         src = X
     bad = _gather(src, order, out)
     return out, int(bad)
+
+
+def backing_file(array: np.ndarray) -> Path | None:
+    """The file ``array`` is a whole view of (a ``gather_rows`` result written into a
+    file), or None."""
+    base: object = array
+    while base is not None and not isinstance(base, np.memmap):
+        base = getattr(base, "base", None)
+    if isinstance(base, np.memmap) and base.filename and base.size == array.size:
+        return Path(base.filename)
+    return None
 
 
 @numba.njit(nogil=True, cache=True)

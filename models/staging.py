@@ -30,9 +30,19 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import Features
+from .data import load_dataset
 from .dataset import Dataset
+from .fastload import backing_file, loading_into
 
-__all__ = ["open_staged", "stage", "staged_path", "staged_rows", "staged_size"]
+__all__ = [
+    "NotStaged",
+    "load_and_stage",
+    "open_staged",
+    "stage",
+    "staged_path",
+    "staged_rows",
+    "staged_size",
+]
 
 _MANIFEST = "dataset.json"
 
@@ -51,9 +61,56 @@ def stage(dataset: Dataset, path: Path) -> int:
     path = Path(path)
     if (path / _MANIFEST).exists():
         return 0
+    tmp = _fresh(path)
+    return _place(dataset, tmp, path)
+
+
+class NotStaged(Exception):
+    """The dataset loaded but could not be staged (metadata that is not JSON, a full
+    disk); ``dataset`` is the loaded copy, in memory."""
+
+    def __init__(self, dataset: Dataset, reason: str) -> None:
+        super().__init__(reason)
+        self.dataset = dataset
+
+
+def load_and_stage(data: Mapping[str, Any], path: Path) -> Dataset:
+    """Load the dataset ``data`` (the ``[data]`` options) names, stage it at ``path``
+    and return the staged copy, mapped.
+
+    Sources that can (an npz file) write their arrays straight into the staged files
+    while loading, so staging copies nothing more. Already staged: just mapped.
+
+    Raises:
+        ValueError, TypeError, OSError, EOFError: the data cannot be loaded.
+        NotStaged: it loaded, but cannot be staged.
+    """
+    path = Path(path)
+    staged = open_staged(path)
+    if staged is not None:
+        return staged
+    tmp = _fresh(path)
+    try:
+        with loading_into(tmp):
+            dataset = load_dataset(**data)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        _place(dataset, tmp, path)
+    except (TypeError, ValueError, OSError) as exc:
+        raise NotStaged(dataset, f"{type(exc).__name__}: {exc}") from exc
+    return open_staged(path) or dataset
+
+
+def _fresh(path: Path) -> Path:
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    return tmp
+
+
+def _place(dataset: Dataset, tmp: Path, path: Path) -> int:
     try:
         written = _write(dataset, tmp)
     except BaseException:
@@ -164,6 +221,9 @@ def _required_manifest(path: Path) -> dict[str, Any]:
 
 
 def _save(directory: Path, name: str, array: np.ndarray) -> int:
+    target = directory / f"{name}.npy"
+    if backing_file(array) == target.resolve():
+        return int(array.nbytes)  # loaded straight into this file (see loading_into)
     np.save(directory / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
     return int(array.nbytes)
 

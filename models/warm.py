@@ -27,10 +27,10 @@ def warm_kernels(
 ) -> None:
     """Run the kernels of the ``[model]``/``[optimizer]`` tables once; import what the
     ``[data]`` source loads with."""
-    import sklearn.model_selection
-
-    source = str(data.get("source", ""))
-    if source.split(":", 1)[0] in ("sklearn", "generated", "libsvm"):
+    scheme = str(data.get("source", "")).split(":", 1)[0]
+    if scheme != "npz":  # a split npz needs no scikit-learn (an X, y one imports it then)
+        import sklearn.model_selection
+    if scheme in ("sklearn", "generated", "libsvm"):
         import sklearn.datasets  # noqa: F401
 
     rng = np.random.default_rng(0)

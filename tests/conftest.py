@@ -50,3 +50,13 @@ def _socket_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("ACTORML_SOCKET_ROOT", root)
     yield root
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(name="sources")
+def _sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry as it is, in a copy this test may add to."""
+    from actorml import registry
+
+    monkeypatch.setattr(
+        registry, "_groups", {group: dict(kinds) for group, kinds in registry._groups.items()}
+    )

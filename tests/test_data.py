@@ -312,14 +312,6 @@ class MineSource:
         return finish(source, X, np.arange(n) % 2, opts, {"spec": spec})
 
 
-@pytest.fixture(name="sources")
-def _sources(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The registry as it is, in a copy this test may add to."""
-    monkeypatch.setattr(
-        registry, "_groups", {group: dict(kinds) for group, kinds in registry._groups.items()}
-    )
-
-
 class TestRegisteredSources:
     def test_builtin_schemes_are_registered_kinds(self):
         """Every built-in scheme resolves through the registry to a class with load."""

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import attrs
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from actorml import registry
 from actorml.models import load_dataset
 from actorml.models.dataset import partition
-from actorml.models.staging import open_staged, stage, staged_path, staged_rows, staged_size
+from actorml.models.fastload import backing_file
+from actorml.models.staging import (
+    NotStaged,
+    load_and_stage,
+    open_staged,
+    stage,
+    staged_path,
+    staged_rows,
+    staged_size,
+)
 
 
 def _same(a, b) -> bool:
@@ -103,3 +116,46 @@ class TestStaging:
         a = staged_path(tmp_path, {"source": "sklearn:iris"})
         b = staged_path(tmp_path, {"source": "sklearn:iris", "test_size": 0.5})
         assert a != b and a.parent == b.parent == tmp_path / "data"
+
+
+class TestLoadAndStage:
+    def test_an_npz_is_loaded_straight_into_the_staged_files(self, tmp_path, monkeypatch):
+        """The features are gathered into the staged .npy files themselves: staging
+        copies nothing, and what is staged equals what load_dataset returns."""
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(300, 7)).astype(np.float32)
+        y = (X[:, 0] > 0).astype(np.int64)
+        np.savez(tmp_path / "d.npz", X_train=X[:240], y_train=y[:240], X_test=X[240:],
+                 y_test=y[240:])  # fmt: skip
+        data = {"source": f"npz:{tmp_path / 'd.npz'}"}
+        where = staged_path(tmp_path, data)
+        saved: list[str] = []
+        save = np.save
+        monkeypatch.setattr(np, "save", lambda path, *a, **k: (saved.append(Path(path).name),
+                                                               save(path, *a, **k)))  # fmt: skip
+        staged = load_and_stage(data, where)
+        monkeypatch.undo()
+        assert saved and "X_train.npy" not in saved and "X_test.npy" not in saved
+        reference = load_dataset(**data)
+        for part in ("X_train", "X_test", "y_train", "y_test"):
+            assert _same(getattr(staged, part), getattr(reference, part)), part
+        assert backing_file(staged.X_train) == (where / "X_train.npy").resolve()
+        assert load_and_stage(data, where).X_train.tobytes() == staged.X_train.tobytes()
+
+    @pytest.mark.usefixtures("sources")
+    def test_a_dataset_that_cannot_be_staged_is_kept_in_memory(self, tmp_path):
+        """Metadata that is not JSON cannot be staged: the loaded copy comes back with
+        the error, and no half-written directory is left."""
+
+        class OddMeta:
+            @classmethod
+            def load(cls, source, spec, options):
+                iris = load_dataset("sklearn:iris")
+                return attrs.evolve(iris, meta={**iris.meta, "model": object()})
+
+        registry.register("source", "oddmeta", OddMeta)
+        where = staged_path(tmp_path, {"source": "oddmeta:x"})
+        with pytest.raises(NotStaged, match="cannot stage metadata") as caught:
+            load_and_stage({"source": "oddmeta:x"}, where)
+        assert caught.value.dataset.y_train.size == 112
+        assert not where.parent.exists() or list(where.parent.iterdir()) == []
