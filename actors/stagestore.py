@@ -111,6 +111,9 @@ class ShardStore:
     ok: ReadOk | None = None
     seq: int = 0
     offered: list[RowsUpdate] = attrs.field(factory=list)
+    reads: list[tuple[int, dict[str, int]]] = attrs.field(factory=list)
+    """Per clock begun, which updates the tables read held: per pusher, the highest
+    clock of its that every row contained (what the consistency tests check)."""
 
     @classmethod
     def create(
@@ -148,11 +151,14 @@ class ShardStore:
             self.cache.store(update.rows, update.min_clock)
         self.offered.clear()
 
+        # A row never read (stamp -1) is stale whatever the bound: under SSP(s) at a
+        # clock below s the bound is negative, and the stage must not start from zeros.
+        fresh = None if ok.fresh_from is None else max(ok.fresh_from, 0)
+
         async def pull(k: int, shard: str) -> None:
             stale = [
-                n for n in self.names
-                if self.cache.stale(n, self.map.owned(n, k), ok.fresh_from).any()
-            ]  # fmt: skip
+                n for n in self.names if self.cache.stale(n, self.map.owned(n, k), fresh).any()
+            ]
             if stale:
                 answer: Rows = await ctx.ask_when_up(
                     shard, Pull(me, stale, [None] * len(stale)), within_s=self.wait_timeout_s
@@ -163,6 +169,9 @@ class ShardStore:
         async with trio.open_nursery() as nursery:
             for k, shard in enumerate(self.map.shards):
                 nursery.start_soon(pull, k, shard)
+        self.reads.append((clock, self.cache.applied(dict.fromkeys(self.names))))
+        if clock % 64 == 0:
+            self.cache.prune()
 
     async def update(
         self, ctx: Any, clock: int, grads: dict[str, np.ndarray]

@@ -11,10 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import trio
 
 from actorml.errors import TopologyError
+from actorml.local import open_local_cluster
 from actorml.models import load_dataset, make_model
 from actorml.models.layers import balanced_cut, check_cut, layer_costs
+from actorml.testing import MemoryNetwork
 from actorml.topology import Topology
 
 from .test_training import train as run
@@ -43,14 +46,21 @@ class TestGradients:
     ) -> None:
         """One mini-batch through S stages in m micro-batches moves every table by the
         gradient the whole network computes in one process (relative error <= 1e-6)."""
+        await self._check(CUTS[n_stages], micro_batches, 0, tmp_path)
+
+    async def test_through_the_shards_too(self, tmp_path: Path) -> None:
+        """With the parameters on two shards (pulled, pushed in slices) the step is the same."""
+        await self._check(CUTS[3], 4, 2, tmp_path)
+
+    async def _check(self, cut: list[list[int]], micro: int, shards: int, tmp_path: Path) -> None:
         data = load_dataset("sklearn:iris")
         batch = data.y_train.shape[0]  # one clock: the whole training set, permuted
         topology = pipeline(
-            {"stages": CUTS[n_stages], "micro_batches": micro_batches, "epochs": 1,
-             "batch_size": batch}
+            {"stages": cut, "micro_batches": micro, "epochs": 1, "batch_size": batch,
+             "shards": shards}
         )  # fmt: skip
         result = await run(topology, tmp_path)
-        assert result["stages"] == CUTS[n_stages] and result["samples"] == batch
+        assert result["stages"] == cut and result["samples"] == batch
         model = make_model("mlp", data.n_features, data.n_classes, hidden=HIDDEN,
                            activation="tanh", l2=1e-3)  # fmt: skip
         before = model.init_params(0)
@@ -113,3 +123,43 @@ class TestCut:
             "stage-0-r0": ["stage-0-r0"], "stage-1-r0": ["stage-1-r0"],
             "stage-0-r1": ["stage-0-r1"], "stage-1-r1": ["stage-1-r1"],
         }  # fmt: skip
+
+
+class TestHybrid:
+    @pytest.mark.parametrize("protocol", ["bsp", "ssp"])
+    async def test_replicas_of_a_stage_read_under_the_protocol(
+        self, protocol: str, tmp_path: Path
+    ) -> None:
+        """2 replicas x 2 stages on two shards: every clock a stage begins, the tables it
+        reads hold every update its stage's replicas stamped <= clock - s - 1 (BSP: s = 0,
+        SSP: s = 1), its own included; every push lands once."""
+        staleness = 0 if protocol == "bsp" else 1
+        topology = pipeline(
+            {"stages": 2, "replicas": 2, "shards": 2, "micro_batches": 4, "epochs": 3,
+             "batch_size": 8},
+            protocol={"kind": protocol, "staleness": staleness},
+        )  # fmt: skip
+        network = MemoryNetwork(seed=0, capacity=64)
+        async with (
+            network.running(),
+            open_local_cluster(
+                topology, lambda _name, address: network.transport(address), run_dir=tmp_path
+            ) as cluster,
+        ):
+            with trio.fail_after(240):
+                result = await cluster.wait()
+            stores = {
+                name: cluster.actors[name]._store  # type: ignore[attr-defined]
+                for name in (f"stage-{s}-r{r}" for s in range(2) for r in range(2))
+            }
+        clocks = result["samples"] // 16
+        assert clocks == 21 and "error" not in result  # 112 rows / 2 replicas / 8, 3 epochs
+        for name, store in stores.items():
+            assert [c for c, _ in store.reads] == list(range(clocks))
+            peers = [f"{name[:-1]}{r}" for r in range(2)]
+            for clock, seen in store.reads:
+                for peer in peers:
+                    assert seen.get(peer, -1) >= clock - staleness - 1, (name, clock, peer, seen)
+        for audit in result["audit"].values():  # 21 clocks x 2 replicas x 2 stages
+            assert audit["applied"] == audit["acknowledged"] == 84
+            assert audit["lost"] == audit["doubled"] == 0
