@@ -11,9 +11,11 @@ from . import registry
 _KINDS = {
     "actor": {
         "pinger": "actorml.actors.pingpong:Pinger",
+        "pipeline": "actorml.actors.pipeline:Pipeline",
         "ponger": "actorml.actors.pingpong:Ponger",
         "scheduler": "actorml.actors.scheduler:Scheduler",
         "shard": "actorml.actors.shard:Shard",
+        "stage": "actorml.actors.stage:Stage",
         "worker": "actorml.actors.worker:Worker",
     },
     "protocol": {
@@ -41,6 +43,7 @@ _KINDS = {
         "job": "actorml.actors.job:JobSection",
         "model": "actorml.actors.job:ModelSection",
         "optimizer": "actorml.actors.job:OptimizerSection",
+        "pipeline": "actorml.actors.pipejob:PipelineSection",
         "protocol": "actorml.actors.job:ProtocolSection",
     },
     # Data sources by scheme: load_dataset("SCHEME:SPEC") (see actorml.models.data).

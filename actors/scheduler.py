@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,12 @@ from actorml.models.staging import NotStaged, load_and_stage, staged_path
 from actorml.protocols.contract import Clocks, GetClocks
 from actorml.resume import resume_snapshot, snapshot_directory
 
-from .config import build_model
+from .config import build_model, make_layout
 from .messages import (
     Assignment,
     Done,
     GetLayout,
     GetTableMap,
-    GetTables,
     JoinJob,
     Layout,
     Progress,
@@ -46,11 +44,11 @@ from .messages import (
     ShardRole,
     StopTraining,
     TableMapUpdate,
-    Tables,
     TakeSnapshot,
 )
-from .plot import plot_training
 from .plot import warm as warm_plotting
+from .report import audit_failure as _audit_failure
+from .report import draw_plot, evaluate, fetch_tables, print_progress, result_summary
 
 __all__ = ["Scheduler"]
 
@@ -150,19 +148,11 @@ class Scheduler(Actor):
 
     def _prepare(self, dataset: Dataset) -> None:
         self._dataset = dataset
-        batch = int(self.job.get("batch_size", 64))
-        layout = Layout(
-            model=dict(self.model),
-            optimizer=dict(self.optimizer),
-            data=dict(self.data),
-            n_features=dataset.n_features,
-            n_classes=dataset.n_classes,
-            shards=list(self.shards),
-            seed=int(self.job.get("seed", 0)),
-            batch_size=batch,
+        layout = make_layout(
+            self.job, self.model, self.data, self.optimizer, self.shards, dataset,
             staged=str(self._staged) if self._staged else None,
-            batches_per_clock=self._batches_per_clock,
-        )
+        )  # fmt: skip
+        batch = layout.batch_size
         self._model = build_model(layout)
         n = dataset.y_train.shape[0]
         parts = [partition(n, len(self.workers), p) for p in range(len(self.workers))]
@@ -406,23 +396,7 @@ class Scheduler(Actor):
         worker reported acknowledged (a worker that died with them in flight).
         """
         assert self._model is not None
-        specs = {s.name: s for s in self._model.tables()}
-        full = {name: np.zeros((s.rows, s.cols)) for name, s in specs.items()}
-        audit = {}
-        for k, shard in enumerate(self.primaries):
-            answer: Tables = await self.ctx.ask(shard, GetTables())
-            for name, rows, values in zip(answer.tables, answer.rows, answer.values, strict=True):
-                full[name][rows] = values
-            applied = {(w, q) for w, seqs in answer.applied_ids.items() for q in seqs}
-            acked = {(w, q) for w, seqs in self.acked.get(k, {}).items() for q in seqs}
-            audit[str(k)] = {
-                "applied": answer.pushes_applied,
-                "acknowledged": len(acked),
-                "lost": len(acked - applied),
-                "doubled": answer.pushes_applied - len(applied),
-                "unreported": len(applied - acked),
-            }
-        return full, audit
+        return await fetch_tables(self.ctx.ask, self._model, self.primaries, self.acked)
 
     async def _evaluate_unless_gone(self, epoch: int) -> None:
         """Evaluate now, or skip it when a shard's node just died.
@@ -438,21 +412,13 @@ class Scheduler(Actor):
 
     async def _evaluate(self, epoch: int) -> dict[str, float]:
         assert self._model is not None and self._dataset is not None
-        params = await self._fetch()
-        ds, model = self._dataset, self._model
-        result = await trio.to_thread.run_sync(lambda: model.evaluate(params, ds.X_test, ds.y_test))
-        row = {
-            "epoch": epoch,
-            "clock": min(self.clocks.values()),
-            "t": round(time.perf_counter() - self._start, 4),
-            "test_loss": float(result["loss"]),
-            "test_accuracy": float(result["accuracy"]),
-            "train_loss": float(np.mean(self._losses[-len(self.workers) * 8 :] or [math.nan])),
-            "samples": self._samples,
-        }
+        row = await evaluate(
+            self._model, await self._fetch(), self._dataset, self.run_dir, epoch=epoch,
+            clock=min(self.clocks.values()), t=round(time.perf_counter() - self._start, 4),
+            train_loss=float(np.mean(self._losses[-len(self.workers) * 8 :] or [math.nan])),
+            samples=self._samples,
+        )  # fmt: skip
         self.evaluations.append(row)
-        with open(self.run_dir / "evaluations.jsonl", "a", encoding="utf-8") as out:
-            out.write(json.dumps(row) + "\n")
         self._save()
         self.ctx.log.info("evaluated", **row)
         target = float(self.job.get("target_accuracy", 0.0) or 0.0)
@@ -469,16 +435,15 @@ class Scheduler(Actor):
         if not final and now - self._last_print < 0.5:
             return
         self._last_print = now
-        acc = self.evaluations[-1]["test_accuracy"] if self.evaluations else math.nan
-        loss = float(np.mean(self._losses[-len(self.workers) * 8 :])) if self._losses else math.nan
-        line = (
-            f"clock {min(self.clocks.values())}/{self._total}  loss {loss:.4f}  "
-            f"acc {acc:.4f}  {self._samples / max(now, 1e-9):,.0f} samples/s"
+        recent = self._losses[-len(self.workers) * 8 :]
+        print_progress(
+            clock=min(self.clocks.values()),
+            total=self._total,
+            loss=float(np.mean(recent)) if recent else math.nan,
+            accuracy=self.evaluations[-1]["test_accuracy"] if self.evaluations else math.nan,
+            samples_per_s=self._samples / max(now, 1e-9),
+            final=final,
         )
-        if sys.stdout.isatty():
-            print(f"\r{line}   ", end="\n" if final else "", flush=True)
-        else:
-            print(line, flush=True)
 
     async def _finish_when_able(self) -> None:
         """Finish the job; if a slice's primary just died, finish after its failover.
@@ -506,30 +471,15 @@ class Scheduler(Actor):
         if self.job.get("snapshot_every_clocks"):
             await self._snapshot(min(self.clocks.values()))
         await self.ctx.complete(
-            test_accuracy=round(final["test_accuracy"], 4),
-            test_loss=round(final["test_loss"], 5),
-            train_seconds=round(elapsed, 2),
-            samples=self._samples,
-            samples_per_s=round(self._samples / max(elapsed, 1e-9), 1),
-            epochs=self._evaluated_epochs,
-            params=str(self.run_dir / "params.npz"),
-            plot=str(self.run_dir / "training.png"),
-            metrics=str(self.run_dir / "metrics.jsonl"),
+            **result_summary(
+                final, elapsed=elapsed, samples=self._samples, epochs=self._evaluated_epochs,
+                run_dir=self.run_dir,
+            ),
             audit=audit,
             **_audit_failure(audit),
-        )
-        # After the result, not before: the launcher reports it at once, and stops this
-        # node last, once the plot is drawn (matplotlib takes a second to import).
-        # A plot that fails must not crash (and restart) a scheduler whose job is done.
+        )  # fmt: skip
         self._metrics.flush()
-        try:
-            await trio.to_thread.run_sync(
-                lambda: plot_training(
-                    self.run_dir / "metrics.jsonl", self.evaluations, self.run_dir / "training.png"
-                )
-            )
-        except Exception as exc:
-            self.ctx.log.warning("plot_failed", error=f"{type(exc).__name__}: {exc}")
+        await draw_plot(self.run_dir, self.evaluations, self.ctx.log)
 
 
 def _load_and_stage(data: dict[str, Any], where: Path) -> Dataset:
@@ -543,22 +493,6 @@ def _load_and_stage(data: dict[str, Any], where: Path) -> Dataset:
     except NotStaged as exc:
         structlog.get_logger().warning("data_not_staged", error=str(exc))
         return exc.dataset
-
-
-def _audit_failure(audit: dict[str, dict[str, int]]) -> dict[str, str]:
-    """``{"error": ...}`` when a slice lost or doubled an acknowledged push, else ``{}``.
-
-    A job whose parameters miss an update a worker saw acknowledged did not do what it
-    claims: it must not end as a success.
-    """
-    lost = {k: a["lost"] for k, a in audit.items() if a["lost"]}
-    doubled = {k: a["doubled"] for k, a in audit.items() if a["doubled"]}
-    problems = [
-        f"{sum(found.values())} acknowledged pushes {what} (slices {', '.join(sorted(found))})"
-        for what, found in (("lost", lost), ("applied twice", doubled))
-        if found
-    ]
-    return {"error": "; ".join(problems)} if problems else {}
 
 
 def _write_json(path: Path, value: Any) -> None:

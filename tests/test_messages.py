@@ -19,6 +19,7 @@ HOMES = {
     "actorml.actors.messages": "ps.",
     "actorml.actors.bench": "bench.",
     "actorml.actors.pingpong": "demo.",
+    "actorml.actors.pipemessages": "pipe.",
 }
 
 

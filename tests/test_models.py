@@ -97,6 +97,8 @@ MODEL_CASES = [
     ("softmax", {}),
     ("mlp", {"hidden": 4, "activation": "relu"}),
     ("mlp", {"hidden": 4, "activation": "tanh"}),
+    ("mlp", {"hidden": [5, 4, 3], "activation": "relu"}),
+    ("mlp", {"hidden": [5, 4], "activation": "tanh"}),
 ]
 
 
