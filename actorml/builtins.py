@@ -1,7 +1,8 @@
 """The kinds actorml ships, registered by name (imported lazily on first use).
 
-The one list of built-in kinds: roles, protocols, models, optimisers and the topology
-sections of a training job. A new built-in is one line here (see ``docs/extending.md``).
+The one list of built-in kinds: roles, protocols, models, optimisers, the topology
+sections of a training job, job kinds, model-parallel problems and schedules. A new
+built-in is one line here (see ``docs/extending.md``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ _KINDS = {
     "actor": {
         "pinger": "actorml.actors.pingpong:Pinger",
         "pipeline": "actorml.actors.pipeline:Pipeline",
+        "mp_scheduler": "actorml.actors.mp_scheduler:MpScheduler",
+        "mp_worker": "actorml.actors.mp_worker:MpWorker",
         "ponger": "actorml.actors.pingpong:Ponger",
         "scheduler": "actorml.actors.scheduler:Scheduler",
         "shard": "actorml.actors.shard:Shard",
@@ -45,6 +48,20 @@ _KINDS = {
         "optimizer": "actorml.actors.job:OptimizerSection",
         "pipeline": "actorml.actors.pipejob:PipelineSection",
         "protocol": "actorml.actors.job:ProtocolSection",
+        "schedule": "actorml.actors.mp_job:ScheduleSection",
+    },
+    # [job] kinds beside the default "data_parallel" (see actorml.actors.job).
+    "job": {
+        "model_parallel": "actorml.actors.mp_job:ModelParallelJob",
+    },
+    # What a model-parallel job optimises, by coordinate (see actorml.actors.mp_job).
+    "problem": {
+        "lasso": "actorml.models.lasso:Lasso",
+    },
+    # Model-parallel schedules S(t) (see actorml.actors.schedules).
+    "schedule": {
+        "priority": "actorml.actors.schedules:PrioritySchedule",
+        "random": "actorml.actors.schedules:RandomSchedule",
     },
     # Data sources by scheme: load_dataset("SCHEME:SPEC") (see actorml.models.data).
     "source": {

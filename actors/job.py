@@ -36,6 +36,7 @@ __all__ = [
     "OptimizerSection",
     "ProtocolSection",
     "add_worker",
+    "check_replication",
     "remove_worker",
     "training_nodes",
 ]
@@ -44,6 +45,16 @@ __all__ = [
 def _slowdown_table(value: Any) -> None:
     if not isinstance(value, Mapping):
         raise TypeError(f"expected a table of worker name = factor, got {describe(value)}")
+
+
+def check_replication(replication: int, shards: int) -> None:
+    """``[job] replication``: 1, or 2 with at least two shards (any job kind)."""
+    if replication > 2 or (replication == 2 and shards < 2):
+        raise FieldValueError(
+            "replication",
+            "expected 1 (no backup) or 2 (a backup of each shard on another shard's node,"
+            f" which needs shards >= 2), got {replication} with {shards} shards",
+        )
 
 
 @attrs.frozen
@@ -73,12 +84,7 @@ class JobConfig:
     replication: int = attrs.field(default=1, validator=checked(integer(1)))
 
     def __attrs_post_init__(self) -> None:
-        if self.replication > 2 or (self.replication == 2 and self.shards < 2):
-            raise FieldValueError(
-                "replication",
-                "expected 1 (no backup) or 2 (a backup of each shard on another shard's node,"
-                f" which needs shards >= 2), got {self.replication} with {self.shards} shards",
-            )
+        check_replication(self.replication, self.shards)
         names = [f"worker-{i}" for i in range(self.workers)]
         for worker, factor in self.slowdown.items():
             if worker not in names:
@@ -92,19 +98,36 @@ class JobConfig:
 
 
 class JobSection:
-    """``[job]``: validated by `JobConfig`; generates the job's nodes (`expand`)."""
+    """``[job]``: validated by `JobConfig`; generates the job's nodes (`expand`).
+
+    ``kind`` picks the job: ``"data_parallel"`` (the default, this class) or another
+    ``"job"`` kind of the registry (``"model_parallel"``), which then does both.
+    """
 
     @staticmethod
     def validate(table: dict[str, Any], path: str) -> dict[str, Any]:
+        other = _job_kind(table, path)
+        if other is not None:
+            return other.validate(table, path)
+        table = {k: v for k, v in table.items() if k != "kind"}
         return attrs.asdict(build(JobConfig, table, path))
 
     @staticmethod
     def expand(data: dict[str, Any]) -> dict[str, Any]:
         """Add the job's scheduler, shard and worker nodes to a TOML-shaped dict."""
+        other = _job_kind(data["job"], "job")
+        if other is not None:
+            return other.expand(data)
         for required in ("model", "data"):
             if required not in data:
                 raise TopologyError(required, f"missing required table [{required}] for a [job]")
         job = JobSection.validate(dict(data["job"]), "job")
+        kind = data["model"].get("kind") if isinstance(data["model"], Mapping) else None
+        if kind in registry.known("problem"):
+            raise TopologyError(
+                "model.kind",
+                f'{kind!r} is a model-parallel problem: set [job] kind = "model_parallel"',
+            )
         declared = {n.get("name") for n in data.get("node", []) if isinstance(n, dict)}
         extra = [
             n for n in training_nodes(
@@ -133,6 +156,17 @@ class JobSection:
         warm_kernels(table("model"), table("optimizer"), table("data"))
 
 
+def _job_kind(table: Any, path: str) -> Any:
+    """The section class of a ``[job]`` whose ``kind`` is not ``"data_parallel"``."""
+    kind = table.get("kind", "data_parallel") if isinstance(table, Mapping) else None
+    if kind == "data_parallel" or kind is None:
+        return None
+    known = ["data_parallel", *registry.known("job")]
+    if not isinstance(kind, str) or kind not in known:
+        raise TopologyError(f"{path}.kind", unknown_option(str(kind), known, noun="job kind"))
+    return registry.resolve("job", kind)
+
+
 class ModelSection:
     """``[model]``: ``kind`` and the model's own options, checked by the model's class."""
 
@@ -145,11 +179,15 @@ class ModelSection:
                 f"missing required key (expected one of: {', '.join(sorted(MODELS))}"
                 ", or 'pkg.module:Class')",
             )
+        options = {k: v for k, v in table.items() if k != "kind"}
+        if kind in registry.known("problem"):  # a model-parallel job's problem
+            cls = registry.resolve("problem", kind)
+            check_options(cls, options, path, valid=getattr(cls, "OPTIONS", None))
+            return dict(table)
         try:
             cls = model_class(kind)
         except ValueError as exc:
             raise TopologyError(f"{path}.kind", str(exc)) from None
-        options = {k: v for k, v in table.items() if k != "kind"}
         valid = getattr(cls, "OPTIONS", None)
         if valid is None and attrs.has(cls):  # make_model gives the sizes itself
             valid = [f.name for f in attrs.fields(cls) if f.init]

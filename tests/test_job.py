@@ -194,7 +194,7 @@ class TestModelAndOptimizer:
     @pytest.mark.parametrize(
         ("sections", "message"),
         [
-            ({"model": {"kind": "lasso"}}, "model.kind: unknown model kind 'lasso' (expected one "
+            ({"model": {"kind": "ridge"}}, "model.kind: unknown model kind 'ridge' (expected one "
              "of: logreg, mlp, softmax, svm, or 'package.module:Class')"),
             ({"model": {"kind": "mlp", "hiden": 3}}, "model.hiden: unknown option (did you mean "
              "'hidden'?) (valid options: activation, hidden, l2, sparse)"),

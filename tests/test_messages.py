@@ -17,6 +17,7 @@ HOMES = {
     "actorml.messages": "actorml.",
     "actorml.protocols.contract": "protocol.",
     "actorml.actors.messages": "ps.",
+    "actorml.actors.mp_messages": "mp.",
     "actorml.actors.bench": "bench.",
     "actorml.actors.pingpong": "demo.",
     "actorml.actors.pipemessages": "pipe.",
