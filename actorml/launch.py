@@ -258,7 +258,11 @@ class Cluster:
                 with trio.move_on_after(self.topology.cluster.ready_timeout_s):
                     if not self.template.announced and await self.template.ready():
                         self.template.announced = True
-                        self.log.info("template_ready", warm_s=self.template.warm_s)
+                        self.log.info(
+                            "template_ready",
+                            warm_s=self.template.warm_s,
+                            not_warmed=self.template.skipped,
+                        )
                     return await self.template.fork(command, env)
                 raise OSError(f"not ready within {self.topology.cluster.ready_timeout_s} s")
             except OSError as exc:

@@ -75,6 +75,7 @@ class Template:
         self._ready: bool | None = None
         self.failure = ""
         self.warm_s = 0.0
+        self.skipped: list[str] = []  # what it could not warm, and why
         self.announced = False
         self.forked: list[int] = []  # the pids of the nodes it forked
 
@@ -113,6 +114,7 @@ class Template:
                     self._ready = bool(reply.get("ready"))
                     self.failure = str(reply.get("error", "the template exited"))
                     self.warm_s = float(reply.get("seconds", 0.0))
+                    self.skipped = [str(s) for s in reply.get("skipped", [])]
         return self._ready
 
     async def fork(self, command: Sequence[str], env: Mapping[str, str]) -> ChildProcess:
@@ -207,7 +209,7 @@ def _serve(fd: int, spec: Mapping[str, Any]) -> int:
     sock = socket.socket(fileno=fd)
     started = time.perf_counter()
     try:
-        _warm(spec)
+        skipped = _warm(spec)
     except Exception as exc:  # warming is an optimisation: say why and serve no node
         _send(sock, {"ready": False, "error": f"warming failed: {type(exc).__name__}: {exc}"})
         return 1
@@ -218,7 +220,8 @@ def _serve(fd: int, spec: Mapping[str, Any]) -> int:
     # What was imported stays untouched by the collector in the nodes, so their pages
     # stay shared with the template instead of being copied on the first collection.
     gc.freeze()
-    _send(sock, {"ready": True, "seconds": round(time.perf_counter() - started, 3)})
+    seconds = round(time.perf_counter() - started, 3)
+    _send(sock, {"ready": True, "seconds": seconds, "skipped": skipped})
     while (request := _receive(sock)) is not None:
         try:
             reply: dict[str, Any] = {"pid": _fork_node(request, sock)}
@@ -228,8 +231,11 @@ def _serve(fd: int, spec: Mapping[str, Any]) -> int:
     return 0
 
 
-def _warm(spec: Mapping[str, Any]) -> None:
-    """Import what the nodes will run and load their kernels from numba's cache."""
+def _warm(spec: Mapping[str, Any]) -> list[str]:
+    """Import what the nodes will run and load their kernels from numba's cache.
+
+    Returns what could not be warmed (a section whose ``warm`` raised), and why.
+    """
     import importlib
 
     from . import nodeproc, registry  # noqa: F401  (imported to be inherited)
@@ -242,14 +248,20 @@ def _warm(spec: Mapping[str, Any]) -> None:
             with contextlib.suppress(Exception):
                 importlib.import_module(kind.split(":", 1)[0])
     tables = spec.get("tables", {})
+    skipped: list[str] = []
     for name in tables:
         try:
             section = registry.resolve("section", name)
         except UnknownKind:
             continue
         warm = getattr(section, "warm", None)
-        if warm is not None:
+        if warm is None:
+            continue
+        try:
             warm(tables)
+        except Exception as exc:  # less warm, not broken: the nodes load what is missing
+            skipped.append(f"[{name}]: {type(exc).__name__}: {exc}")
+    return skipped
 
 
 def _fork_node(request: Mapping[str, Any], sock: socket.socket) -> int:

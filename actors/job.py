@@ -153,6 +153,8 @@ class JobSection:
             value = tables.get(name)
             return value if isinstance(value, Mapping) else {}
 
+        if table("job").get("kind", "data_parallel") != "data_parallel":
+            return  # another job kind: its kernels are its own
         warm_kernels(table("model"), table("optimizer"), table("data"))
 
 

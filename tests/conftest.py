@@ -52,7 +52,7 @@ def _socket_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(name="sources")
+@pytest.fixture(name="registry_copy")
 def _sources(monkeypatch: pytest.MonkeyPatch) -> None:
     """The registry as it is, in a copy this test may add to."""
     from actorml import registry

@@ -320,7 +320,7 @@ class TestRegisteredSources:
         for scheme in schemes:
             assert callable(registry.resolve("source", scheme).load)
 
-    def test_user_source_loads_through_load_dataset(self, sources):
+    def test_user_source_loads_through_load_dataset(self, registry_copy):
         """A source registered by a user loads as 'NAME:SPEC', options and all."""
         registry.register("source", "mine", MineSource)
         data = load_dataset("mine:40", seed=2, test_size=0.5)
@@ -328,7 +328,7 @@ class TestRegisteredSources:
         assert data.y_train.size == data.y_test.size == 20
         assert data.meta["spec"] == "40"
 
-    def test_user_source_errors(self, sources):
+    def test_user_source_errors(self, registry_copy):
         """The user's source checks its options; a spec it refuses is an unknown source."""
         registry.register("source", "mine", MineSource)
         with pytest.raises(ValueError, match=r"^unknown option 'shuffle' for 'mine:4' "):

@@ -142,7 +142,7 @@ class TestLoadAndStage:
         assert backing_file(staged.X_train) == (where / "X_train.npy").resolve()
         assert load_and_stage(data, where).X_train.tobytes() == staged.X_train.tobytes()
 
-    @pytest.mark.usefixtures("sources")
+    @pytest.mark.usefixtures("registry_copy")
     def test_a_dataset_that_cannot_be_staged_is_kept_in_memory(self, tmp_path):
         """Metadata that is not JSON cannot be staged: the loaded copy comes back with
         the error, and no half-written directory is left."""

@@ -148,3 +148,24 @@ class TestCommand:
         while (_alive(node) or _alive(int(template[0]))) and time.monotonic() < until:
             time.sleep(0.05)
         assert not _alive(node) and not _alive(int(template[0]))
+
+
+class Boom:
+    """A section whose warm-up fails."""
+
+    @staticmethod
+    def warm(tables: dict) -> None:
+        raise RuntimeError("cannot warm this")
+
+
+@pytest.mark.usefixtures("registry_copy")
+def test_a_section_that_fails_to_warm_is_skipped_not_fatal() -> None:
+    """Warming is an optimisation: a section's failing warm-up is reported, and the
+    template still serves (the nodes load what is missing themselves)."""
+    from actorml import registry
+    from actorml.zygote import _warm
+
+    registry.register("section", "boom", Boom)
+    assert _warm({"kinds": [], "tables": {"boom": {}, "cluster": {}}}) == [
+        "[boom]: RuntimeError: cannot warm this"
+    ]
