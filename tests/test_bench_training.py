@@ -59,9 +59,14 @@ class TestTrainingBenchmarks:
         """`bench/throughput.py --quick` reports samples/s of the flights, dense and sparse
         jobs beside one process, their clock overheads, and cycles/s beside raw pynng."""
         data = _run("throughput", tmp_path, ipc_dir)
-        jobs = ("", "_dense", "_sparse")
+        jobs = ("", "_dense", "_dense_k4", "_sparse")
         assert set(data["figures"]) == {
-            *(f"samples_per_s_{kind}{job}" for kind in ("distributed", "single") for job in jobs),
+            *(
+                f"{figure}_{kind}{job}"
+                for figure in ("samples_per_s", "test_accuracy")
+                for kind in ("distributed", "single")
+                for job in jobs
+            ),
             "overhead_per_clock_ms",
             "overhead_per_clock_ms_4w",
             "cycles_per_s",
