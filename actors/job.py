@@ -66,6 +66,8 @@ class JobConfig:
         factory=dict, validator=checked(_slowdown_table), hash=False
     )
     jitter_s: float = attrs.field(default=0.0, validator=checked(number_in(0.0)))
+    transient_p: float = attrs.field(default=0.0, validator=checked(number_in(0.0, 1.0)))
+    transient_factor: float = attrs.field(default=3.0, validator=checked(number_in(0.0)))
     progress: bool = attrs.field(default=True, validator=checked(boolean))
     eval_every_clocks: int = attrs.field(default=0, validator=checked(integer(0)))
     snapshot_every_clocks: int = attrs.field(default=0, validator=checked(integer(0)))
@@ -306,6 +308,9 @@ def training_nodes(
             args["slowdown"] = float(job["slowdown"][worker])
         if job["jitter_s"]:
             args["jitter_s"] = job["jitter_s"]
+        if job["transient_p"]:
+            args["transient_p"] = job["transient_p"]
+            args["transient_factor"] = job["transient_factor"]
         nodes.append(
             {
                 "name": worker,

@@ -75,6 +75,10 @@ class Worker(Actor):
         slowdown: wall time per clock multiplied by this (3.0: a straggler).
         jitter_s: up to this many extra seconds per clock, uniformly at random.
         delay_s: this many extra seconds every clock (a straggler on a fast model).
+        transient_p: each clock, with this probability, the worker is delayed by
+            ``transient_factor`` times its compute (a transient straggler, as Cui et al.
+            ATC'14 and Ho et al. NIPS'13 inject them).
+        transient_factor: see ``transient_p``.
         wait_timeout_s: the longest a worker waits for permission to proceed.
     """
 
@@ -83,6 +87,8 @@ class Worker(Actor):
     slowdown: float = 1.0
     jitter_s: float = 0.0
     delay_s: float = 0.0
+    transient_p: float = 0.0
+    transient_factor: float = 3.0
     wait_timeout_s: float = 300.0
     reads: list[tuple[int, dict[str, int]]] = attrs.field(init=False, factory=list)
     acked: list[tuple[int, int]] = attrs.field(init=False, factory=list)
@@ -247,6 +253,8 @@ class Worker(Actor):
         extra = compute * (self.slowdown - 1.0) + self.delay_s
         if self.jitter_s:
             extra += float(np.random.default_rng().uniform(0, self.jitter_s))
+        if self.transient_p and np.random.default_rng().random() < self.transient_p:
+            extra += compute * self.transient_factor
         if extra > 0:
             await trio.sleep(extra)
         before = len(self.acked)
