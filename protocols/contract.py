@@ -1,7 +1,8 @@
 """The contract every consistency protocol actor honours.
 
-A *clock* is one unit of a worker's progress (here: one mini-batch). A worker at clock
-``c`` asks :class:`MayRead`; the protocol answers :class:`ReadOk` once the worker may
+A *clock* is one unit of a worker's progress (here: ``[job] batches_per_clock``
+mini-batches, one by default). A worker at clock ``c`` asks :class:`MayRead` (or judges
+the gate itself, below); the protocol answers :class:`ReadOk` once the worker may
 proceed, saying how fresh the rows it reads must be. When the worker's pushes for clock
 ``c`` are all acknowledged by the shards it sends :class:`Tick` with ``clock = c + 1``,
 so "the slowest clock is ``k``" means every update stamped ``< k`` is applied.
