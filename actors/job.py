@@ -77,6 +77,8 @@ class JobConfig:
         factory=dict, validator=checked(_slowdown_table), hash=False
     )
     jitter_s: float = attrs.field(default=0.0, validator=checked(number_in(0.0)))
+    transient_p: float = attrs.field(default=0.0, validator=checked(number_in(0.0, 1.0)))
+    transient_factor: float = attrs.field(default=3.0, validator=checked(number_in(0.0)))
     progress: bool = attrs.field(default=True, validator=checked(boolean))
     eval_every_clocks: int = attrs.field(default=0, validator=checked(integer(0)))
     snapshot_every_clocks: int = attrs.field(default=0, validator=checked(integer(0)))
@@ -281,7 +283,7 @@ class ProtocolSection:
                 raise TopologyError(f"{path}.{key}", unknown_option(key, ("kind", "staleness")))
         out = {"kind": "ssp", **table}
         cls = _protocol_class(out["kind"], f"{path}.kind")
-        field = _staleness_field(cls)
+        field = _init_field(cls, "staleness")
         if field is not None:
             if "staleness" not in out:
                 if field.default is attrs.NOTHING:
@@ -308,11 +310,11 @@ def _protocol_class(kind: Any, key_path: str) -> type:
         raise TopologyError(key_path, str(exc)) from None
 
 
-def _staleness_field(cls: type) -> attrs.Attribute[Any] | None:
-    """The protocol's ``staleness`` init field, or None if it takes no staleness."""
+def _init_field(cls: type, name: str) -> attrs.Attribute[Any] | None:
+    """The protocol's init field ``name`` (``staleness``, ...), or None if it takes none."""
     if not attrs.has(cls):
         return None
-    field = attrs.fields_dict(cls).get("staleness")
+    field = attrs.fields_dict(cls).get(name)
     return field if field is not None and field.init else None
 
 
@@ -330,7 +332,9 @@ def training_nodes(
     protocol_cls = registry.resolve("protocol", kind)
     protocol_kind = _actor_kind(kind, protocol_cls)
     protocol_args: dict[str, Any] = {"workers": workers, "shards": shards}
-    if _staleness_field(protocol_cls) is not None and "staleness" in protocol:
+    if _init_field(protocol_cls, "reports_to") is not None:  # progress rides on the ticks
+        protocol_args["reports_to"] = "scheduler"
+    if _init_field(protocol_cls, "staleness") is not None and "staleness" in protocol:
         protocol_args["staleness"] = protocol["staleness"]
     replicas = [f"replica-{k}" for k in range(len(shards))] if job["replication"] == 2 else []
     scheduler_args = {
@@ -358,6 +362,9 @@ def training_nodes(
             args["slowdown"] = float(job["slowdown"][worker])
         if job["jitter_s"]:
             args["jitter_s"] = job["jitter_s"]
+        if job["transient_p"]:
+            args["transient_p"] = job["transient_p"]
+            args["transient_factor"] = job["transient_factor"]
         nodes.append(
             {
                 "name": worker,

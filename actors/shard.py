@@ -210,9 +210,7 @@ class Shard(Actor):
             if ids is not None:
                 if ids.ndim != 1 or ids.dtype.kind not in "iu":
                     raise Refused(f"rows of {name!r} must be a 1-d integer array")
-                local = self.map.local(name, self.index, ids)
-                held = (local >= 0) & (local < count)
-                if not held.all() or not np.array_equal(part.owned[local], ids):
+                if not self.map.holds(name, self.index, ids):
                     raise Refused(f"rows of {name!r} outside slice {self.index} of this shard")
                 count = ids.size
             if grads is not None and grads[i].shape != (count, part.values.shape[1]):

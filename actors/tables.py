@@ -43,6 +43,18 @@ class TableMap:
             return rows // n
         return rows - self._bounds(spec.rows)[shard]
 
+    def holds(self, table: str, shard: int, rows: np.ndarray) -> bool:
+        """Whether shard ``shard`` owns every one of global ``rows``: arithmetic on the
+        ids alone, never a gather from the table-sized ``owned`` array."""
+        spec, n = self.spec(table), len(self.shards)
+        if not rows.size:
+            return True
+        if spec.sparse:
+            in_table = rows.min() >= 0 and rows.max() < spec.rows
+            return bool(in_table and np.all(rows % n == shard))
+        bounds = self._bounds(spec.rows)
+        return bool(rows.min() >= bounds[shard] and rows.max() < bounds[shard + 1])
+
     def split(self, table: str, rows: np.ndarray | None) -> list[tuple[int, np.ndarray | None]]:
         """``rows`` (None: all) grouped by owning shard, as (shard, global rows or None)."""
         n = len(self.shards)

@@ -80,6 +80,10 @@ class Worker(Actor):
         slowdown: wall time per clock multiplied by this (3.0: a straggler).
         jitter_s: up to this many extra seconds per clock, uniformly at random.
         delay_s: this many extra seconds every clock (a straggler on a fast model).
+        transient_p: each clock, with this probability, the worker is delayed by
+            ``transient_factor`` times its compute (a transient straggler, as Cui et al.
+            ATC'14 and Ho et al. NIPS'13 inject them).
+        transient_factor: see ``transient_p``.
         wait_timeout_s: the longest a worker waits for permission to proceed.
     """
 
@@ -88,6 +92,8 @@ class Worker(Actor):
     slowdown: float = 1.0
     jitter_s: float = 0.0
     delay_s: float = 0.0
+    transient_p: float = 0.0
+    transient_factor: float = 3.0
     wait_timeout_s: float = 300.0
     reads: list[tuple[int, dict[str, int]]] = attrs.field(init=False, factory=list)
     acked: list[tuple[int, int]] = attrs.field(init=False, factory=list)
@@ -102,6 +108,8 @@ class Worker(Actor):
     _assignment: Repartition | None = attrs.field(init=False, default=None)
     _gate: float | None = attrs.field(init=False, default=None)
     """The staleness to judge the gate by locally; None: ask the protocol every clock."""
+    _reports_ride: bool = attrs.field(init=False, default=False)
+    """Progress and Done ride on the Tick and Leave (the protocol passes them on)."""
     _last_compute: float = attrs.field(init=False, default=math.inf)
     """How long the last clock's compute took (the first one runs in a thread)."""
     _slowest: tuple[int, int] = attrs.field(init=False, default=(-1, 0))
@@ -167,6 +175,7 @@ class Worker(Actor):
             self.protocol, Join(me, inc, job.start_clock)
         )
         self._gate = joined.staleness
+        self._reports_ride = joined.forwards_reports
         self._learn_slowest(joined.epoch, joined.min_clock)
         self._assignment = Repartition(job.part, job.n_parts, job.clocks_per_epoch)
         # The protocol says where to (re)join: where this worker left off, unless the
@@ -202,8 +211,12 @@ class Worker(Actor):
                 model, clock, local, me, inc, union_rows([b[0] for b in ahead[1]]) if ahead else {}
             )
             clock += 1
-        await self.ctx.tell(self.protocol, Leave(me, "finished"))
-        await self.ctx.tell(self.scheduler, Done(me, clock))
+        done = Done(me, clock)
+        if self._reports_ride:
+            await self.ctx.tell(self.protocol, Leave(me, "finished", report=done))
+        else:
+            await self.ctx.tell(self.protocol, Leave(me, "finished"))
+            await self.ctx.tell(self.scheduler, done)
 
     async def _clock(
         self,
@@ -246,6 +259,8 @@ class Worker(Actor):
         extra = compute * (self.slowdown - 1.0) + self.delay_s
         if self.jitter_s:
             extra += float(np.random.default_rng().uniform(0, self.jitter_s))
+        if self.transient_p and np.random.default_rng().random() < self.transient_p:
+            extra += compute * self.transient_factor
         if extra > 0:
             await trio.sleep(extra)
         before = len(self.acked)
@@ -253,23 +268,15 @@ class Worker(Actor):
         acked: dict[str, list[int]] = {}
         for shard, seq in self.acked[before:]:
             acked.setdefault(str(shard), []).append(seq)
-        await self.ctx.tell(self.protocol, Tick(me, inc, clock + 1))
         others = [v for w, v in seen.items() if w != me]
         staleness = max(0, clock - 1 - min(others)) if others else 0
-        await self.ctx.tell(
-            self.scheduler,
-            Progress(
-                me,
-                clock,
-                float(loss),
-                sum(int(b[2].shape[0]) for b in batches),
-                compute,
-                waited,
-                staleness,
-                inc,
-                acked,
-            ),
-        )
+        samples = sum(int(b[2].shape[0]) for b in batches)
+        progress = Progress(me, clock, float(loss), samples, compute, waited, staleness, inc, acked)
+        if self._reports_ride:  # one frame: the protocol passes the progress on
+            await self.ctx.tell(self.protocol, Tick(me, inc, clock + 1, report=progress))
+        else:
+            await self.ctx.tell(self.protocol, Tick(me, inc, clock + 1))
+            await self.ctx.tell(self.scheduler, progress)
         if clock % 64 == 0:
             self._cache.prune()
 

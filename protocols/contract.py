@@ -1,7 +1,8 @@
 """The contract every consistency protocol actor honours.
 
-A *clock* is one unit of a worker's progress (here: one mini-batch). A worker at clock
-``c`` asks :class:`MayRead`; the protocol answers :class:`ReadOk` once the worker may
+A *clock* is one unit of a worker's progress (here: ``[job] batches_per_clock``
+mini-batches, one by default). A worker at clock ``c`` asks :class:`MayRead` (or judges
+the gate itself, below); the protocol answers :class:`ReadOk` once the worker may
 proceed, saying how fresh the rows it reads must be. When the worker's pushes for clock
 ``c`` are all acknowledged by the shards it sends :class:`Tick` with ``clock = c + 1``,
 so "the slowest clock is ``k``" means every update stamped ``< k`` is applied.
@@ -82,11 +83,16 @@ class ReadOk:
 
 @message("protocol.tick")
 class Tick:
-    """``worker`` finished clock ``clock - 1``; all its pushes for it are acknowledged."""
+    """``worker`` finished clock ``clock - 1``; all its pushes for it are acknowledged.
+
+    ``report``: a message the protocol passes on to its ``reports_to`` actor (the
+    worker's progress), so that one frame per clock carries both.
+    """
 
     worker: str
     incarnation: int
     clock: int
+    report: object = None
 
 
 @message("protocol.join")
@@ -108,14 +114,17 @@ class Joined:
     epoch: int
     min_clock: int = 0
     staleness: float | None = None
+    forwards_reports: bool = False
 
 
 @message("protocol.leave")
 class Leave:
-    """``worker`` leaves the clock vector (finished, removed, or judged dead)."""
+    """``worker`` leaves the clock vector (finished, removed, or judged dead); ``report``
+    is passed on as a `Tick`'s is, after every report before it."""
 
     worker: str
     reason: str = "finished"
+    report: object = None
 
 
 @message("protocol.min_clock")
@@ -178,12 +187,16 @@ class ConsistencyProtocol(Actor):
         shards: shard actor names, told :class:`MinClock` when ``push_on_advance``.
         staleness: ``s``, an integer >= 0; subclasses that fix it (BSP, ASP) take none,
             and ``[protocol]`` then gives them none.
+        reports_to: the actor the ``report`` of a `Tick` or `Leave` is passed on to (a
+            job's scheduler), in the order they came; None: workers send their reports
+            themselves (`Joined.forwards_reports`).
     """
 
     workers: list[str] = attrs.field(factory=list)
     shards: list[str] = attrs.field(factory=list)
     staleness: float = staleness_field(0)
     push_on_advance: bool = False
+    reports_to: str | None = None
     clocks: dict[str, int] = attrs.field(init=False, factory=dict)
     incarnations: dict[str, int] = attrs.field(init=False, factory=dict)
     epoch: int = attrs.field(init=False, default=0)
@@ -256,6 +269,7 @@ class ConsistencyProtocol(Actor):
 
     @handler
     async def tick(self, msg: Tick) -> None:
+        await self._pass_on(msg.report)  # whatever becomes of the tick itself
         self._learn(msg.worker, msg.clock)
         if msg.worker not in self.clocks:
             return  # a worker that already left (or was removed): ignore its clock
@@ -282,10 +296,17 @@ class ConsistencyProtocol(Actor):
             )
         self.incarnations[msg.worker] = msg.incarnation
         await self._announce_membership()
-        return Joined(self.clocks[msg.worker], self.epoch, self.min_clock, self.local_gate)
+        return Joined(
+            self.clocks[msg.worker],
+            self.epoch,
+            self.min_clock,
+            self.local_gate,
+            forwards_reports=self.reports_to is not None,
+        )
 
     @handler
     async def leave(self, msg: Leave) -> None:
+        await self._pass_on(msg.report)
         if self.clocks.pop(msg.worker, None) is not None:
             self.epoch += 1
             self.ctx.log.info("worker_left", worker=msg.worker, reason=msg.reason)
@@ -308,6 +329,10 @@ class ConsistencyProtocol(Actor):
     @handler
     async def get_clocks(self, msg: GetClocks) -> Clocks:
         return Clocks(dict(self.clocks), self.min_clock, self.epoch, len(self._waiting))
+
+    async def _pass_on(self, report: object) -> None:
+        if report is not None and self.reports_to is not None:
+            await self.ctx.tell(self.reports_to, report)
 
     def _ok(self, clock: int) -> ReadOk:
         return ReadOk(self.min_clock, self.fresh_from(clock), self.epoch)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 QUICK_PROTOCOLS = ("bsp", "ssp3")
-CONDITIONS = ("no_straggler", "straggler")
+CONDITIONS = ("no_straggler", "straggler", "transient")
 
 
 def _run(name: str, tmp_path: Path, ipc_dir: str, *extra: str) -> dict[str, Any]:
@@ -51,7 +51,7 @@ class TestTrainingBenchmarks:
                     assert isinstance(value, float) and math.isfinite(value) and value >= 0
             assert figures[key]["bsp"]["straggler"] == (1.0 if "share" in key else 0.0)
         for name in ("ssp3_vs_bsp_straggler", "ssp3_vs_bsp_no_straggler",
-                     "bsp_straggler_vs_no_straggler"):  # fmt: skip
+                     "ssp3_vs_bsp_transient", "bsp_straggler_vs_no_straggler"):  # fmt: skip
             assert ratios[name] is None or _positive(ratios[name]), (name, ratios[name])
         assert (tmp_path / "c.png").stat().st_size > 10_000
 
@@ -59,9 +59,14 @@ class TestTrainingBenchmarks:
         """`bench/throughput.py --quick` reports samples/s of the flights, dense and sparse
         jobs beside one process, their clock overheads, and cycles/s beside raw pynng."""
         data = _run("throughput", tmp_path, ipc_dir)
-        jobs = ("", "_dense", "_sparse")
+        jobs = ("", "_dense", "_dense_k4", "_sparse")
         assert set(data["figures"]) == {
-            *(f"samples_per_s_{kind}{job}" for kind in ("distributed", "single") for job in jobs),
+            *(
+                f"{figure}_{kind}{job}"
+                for figure in ("samples_per_s", "test_accuracy")
+                for kind in ("distributed", "single")
+                for job in jobs
+            ),
             "overhead_per_clock_ms",
             "overhead_per_clock_ms_4w",
             "cycles_per_s",

@@ -174,13 +174,25 @@ class TestJobConfig:
             ({"workerz": 2}, "job.workerz: unknown option (did you mean 'workers'?) (valid "
              "options: batch_size, batches_per_clock, epochs, eval_every_clocks, jitter_s, "
              "progress, replication, seed, shards, slowdown, snapshot_every_clocks, "
-             "target_accuracy, wait_timeout_s, workers)"),
+             "target_accuracy, transient_factor, transient_p, wait_timeout_s, workers)"),
         ],
     )  # fmt: skip
     def test_bad_values_name_the_key(self, table: dict[str, Any], message: str) -> None:
         """Each bad [job] value is reported at its key with what would be valid."""
         with pytest.raises(TopologyError, match=exact(f"<dict>: {message}")):
             job(job={"workers": 2, "shards": 1, **table})
+
+    def test_transient_stragglers_reach_every_worker(self) -> None:
+        """[job] transient_p and transient_factor become every worker's arguments; a job
+        without them gives the workers none. The protocol passes progress on to the
+        scheduler."""
+        t = job(job={"workers": 2, "shards": 1, "transient_p": 0.1, "transient_factor": 4.0})
+        for name in ("worker-0", "worker-1"):
+            _, actor = t.actor(name)
+            assert (actor.args["transient_p"], actor.args["transient_factor"]) == (0.1, 4.0)
+        _, actor = job().actor("worker-0")
+        assert "transient_p" not in actor.args
+        assert protocol_actor(t)[1]["reports_to"] == "scheduler"
 
     def test_python_construction_checks_too(self) -> None:
         """JobConfig built in Python runs the same validators."""
