@@ -7,8 +7,6 @@ none twice. A stage whose tables lived only in it ends the job with one line say
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,8 @@ import pytest
 import trio
 
 from actorml import Cluster, Topology, open_cluster
+
+from .test_chaos import kill_and_wait
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +55,7 @@ async def kill_when_training(cluster: Cluster, run_dir: Path, node: str, after: 
     """SIGKILL ``node`` once ``after`` clocks are done; wait until it is back up."""
     while await clocks_done(run_dir) < after:
         await trio.sleep(0.05)
-    before = cluster.node_restarts.get(node, 0)
-    pid = cluster.pid(node)
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    while cluster.node_restarts.get(node, 0) == before:
-        await trio.sleep(0.05)
+    await kill_and_wait(cluster, node)
 
 
 async def run(topology: Topology, run_dir: Path, victims: list[tuple[str, int]]) -> Any:
