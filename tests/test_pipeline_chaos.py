@@ -97,3 +97,12 @@ class TestStageDeath:
             "stage-1-r0 restarted and its parameters lived only in it"
             " (set [pipeline] shards >= 1 to keep them on the shards)"
         )
+
+    async def test_driver_killed_ends_the_job_with_the_reason(self, tmp_path: Path) -> None:
+        """The driver's node killed: the job ends with an error saying so, not a hang."""
+        topology = job(tmp_path, {"shards": 1})
+        result, _ = await run(topology, tmp_path / "run", [("pipeline", 20)])
+        assert result["error"] == (
+            "the pipeline driver restarted mid-job; a pipeline does not survive"
+            " its driver's death yet (run the job again)"
+        )
