@@ -178,6 +178,14 @@ class Pipeline(Actor):
 
     async def run(self) -> None:
         assert self._dataset is not None
+        if self.ctx.restarted:
+            # Which clock each replica was at died with the previous incarnation; the
+            # stages would drop this one's renumbered steps. End the job, do not hang.
+            await self.ctx.complete(
+                error="the pipeline driver restarted mid-job; a pipeline does not survive"
+                " its driver's death yet (run the job again)"
+            )
+            await trio.sleep_forever()
         batch = int(self.job.get("batch_size", 64))
         n = self._dataset.y_train.shape[0]
         parts = [partition(n, self.replicas, r) for r in range(self.replicas)]

@@ -7,8 +7,6 @@ none twice. A stage whose tables lived only in it ends the job with one line say
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,8 @@ import pytest
 import trio
 
 from actorml import Cluster, Topology, open_cluster
+
+from .test_chaos import kill_and_wait
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +55,7 @@ async def kill_when_training(cluster: Cluster, run_dir: Path, node: str, after: 
     """SIGKILL ``node`` once ``after`` clocks are done; wait until it is back up."""
     while await clocks_done(run_dir) < after:
         await trio.sleep(0.05)
-    before = cluster.node_restarts.get(node, 0)
-    pid = cluster.pid(node)
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    while cluster.node_restarts.get(node, 0) == before:
-        await trio.sleep(0.05)
+    await kill_and_wait(cluster, node)
 
 
 async def run(topology: Topology, run_dir: Path, victims: list[tuple[str, int]]) -> Any:
@@ -101,4 +96,13 @@ class TestStageDeath:
         assert result["error"] == (
             "stage-1-r0 restarted and its parameters lived only in it"
             " (set [pipeline] shards >= 1 to keep them on the shards)"
+        )
+
+    async def test_driver_killed_ends_the_job_with_the_reason(self, tmp_path: Path) -> None:
+        """The driver's node killed: the job ends with an error saying so, not a hang."""
+        topology = job(tmp_path, {"shards": 1})
+        result, _ = await run(topology, tmp_path / "run", [("pipeline", 20)])
+        assert result["error"] == (
+            "the pipeline driver restarted mid-job; a pipeline does not survive"
+            " its driver's death yet (run the job again)"
         )
