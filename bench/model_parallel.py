@@ -78,7 +78,7 @@ def job(problem: dict[str, Any], schedule: str, rounds: int, run_dir: Path) -> T
                         "log_level": "warning", "run_dir": str(run_dir),
                         "ask_timeout_s": 120.0, "ready_timeout_s": 300.0},
             "job": {"kind": "model_parallel", "workers": 4, "shards": 2, "progress": False,
-                    "max_rounds": rounds, "tolerance": 1e-5},
+                    "max_rounds": rounds, "tolerance": TARGET},
             "model": {"kind": "lasso", "data": "generated:correlated", "alpha": ALPHA,
                       "rows": problem["rows"], "cols": problem["cols"]},
             "schedule": {"kind": schedule, "round_size": 32},
