@@ -1,4 +1,4 @@
-"""The ``actorml`` command: ``up``, ``check``, ``node``, ``certs``.
+"""The ``actorml`` command: ``up``, ``check``, ``node``, ``certs``, ``deploy``.
 
 Exit statuses of ``actorml up``: 0 success; 1 the job failed (the cluster gave up or
 did not start); 2 bad usage, a bad topology file or a missing TLS file (one line on
@@ -63,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--tls-ca", type=Path, help="the cluster CA's certificate (tcp)")
     node.add_argument("--tls-cert", type=Path, help="this node's certificate (tcp)")
     node.add_argument("--tls-key", type=Path, help="this node's private key (tcp)")
+    deploy = sub.add_parser(
+        "deploy", help="write what an engine needs to run a topology on many hosts"
+    )
+    deploy.add_argument("engine", choices=["kubernetes", "slurm"])
+    deploy.add_argument("topology", type=Path)
+    deploy.add_argument("--out", type=Path, help="the file to write (default: beside FILE)")
+    deploy.add_argument("--image", default="actorml:latest", help="kubernetes: the image")
+    deploy.add_argument("--namespace", default="default", help="kubernetes: the namespace")
     certs = sub.add_parser(
         "certs", help="make a cluster CA and a certificate and key for every node, for tls_dir"
     )
@@ -108,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         _leave(_node(args))
     if args.command == "certs":
         return _certs(args)
+    if args.command == "deploy":
+        return _deploy(args)
     return _up(args)
 
 
@@ -170,6 +180,38 @@ def _certs(args: argparse.Namespace) -> int:
         return _fail(f"cannot write to {str(args.directory)!r}: {exc.strerror}")
     print(f"ok: {args.directory}: a CA and certificates for {', '.join(names)}")
     print(f"  set [cluster] tls_dir = {str(args.directory)!r}; give each host only its node's key")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from . import deploy
+
+    topology = load(args.topology)
+    if args.engine == "kubernetes":
+        out = args.out or args.topology.with_suffix(".kubernetes.yaml")
+        try:
+            manifests = deploy.kubernetes(topology, image=args.image, namespace=args.namespace)
+        except ValueError as exc:
+            return _fail(str(exc))
+        text = deploy.kubernetes_text(manifests)
+        after = [
+            "make each pod's certificates (`actorml certs DIR --topology FILE`), then:",
+            *(f"  {line}" for line in deploy.kubernetes_secrets(topology, "DIR")),
+            f"  kubectl apply -f {out}",
+        ]
+    else:
+        out = args.out or args.topology.with_suffix(".slurm.sh")
+        try:
+            text = deploy.slurm(topology, topology_path=str(args.topology.resolve()))
+        except ValueError as exc:
+            return _fail(str(exc))
+        after = [f"  sbatch {out}"]
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"cannot write {str(out)!r}: {exc.strerror}")
+    print(f"ok: {out}: {len(topology.nodes)} nodes for {args.engine}")
+    print("\n".join(after))
     return 0
 
 
