@@ -382,7 +382,12 @@ async def _serve_mailbox(
             result = await getattr(actor, name)(body)
         except Refused as exc:
             if env.kind == ASK:
-                await node.reply(env, FAIL, (type(exc).__name__, str(exc)))
+                try:
+                    await node.reply(env, FAIL, (type(exc).__name__, str(exc)))
+                except LookupError as gone:  # an asker nobody knows (a refused join)
+                    actor.ctx.log.warning(
+                        "reply_undeliverable", to=str(env.sender), error=str(gone)
+                    )
             else:  # a refused tell has nobody to tell: say it here
                 actor.ctx.log.warning(
                     "message_refused", message=type(body).__name__, error=str(exc)

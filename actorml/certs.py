@@ -256,7 +256,8 @@ def cluster_hosts(topology: Topology) -> dict[str, tuple[str, ...]]:
 
 def user_set(topology: Topology) -> CertificateSet | None:
     """The set in ``[cluster] tls_dir`` (None if not set), every file the launcher and
-    its nodes need checked readable.
+    the nodes it starts need checked readable (a node on another host reads its own
+    files there).
 
     Raises:
         CredentialsError: one is missing or unreadable.
@@ -265,7 +266,8 @@ def user_set(topology: Topology) -> CertificateSet | None:
     if not cluster.tls or cluster.tls_dir is None:
         return None
     certs = CertificateSet(Path(cluster.tls_dir))
-    for name in [LAUNCHER_NODE, *(n.name for n in topology.nodes)]:
+    local = [n.name for n in topology.nodes if not topology.remote(n.name)]
+    for name in [LAUNCHER_NODE, *local]:
         certs.files(name).load()
     return certs
 

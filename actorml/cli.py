@@ -1,4 +1,4 @@
-"""The ``actorml`` command: ``up``, ``check``, ``node``, ``certs``.
+"""The ``actorml`` command: ``up``, ``check``, ``node``, ``certs``, ``deploy``.
 
 Exit statuses of ``actorml up``: 0 success; 1 the job failed (the cluster gave up or
 did not start); 2 bad usage, a bad topology file or a missing TLS file (one line on
@@ -42,16 +42,35 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     check = sub.add_parser("check", help="validate a topology file")
     check.add_argument("topology", type=Path)
-    node = sub.add_parser("node", help="run one node (started by `actorml up`)")
+    node = sub.add_parser(
+        "node", help="run one node: on another host it joins the launcher (see docs/hosts.md)"
+    )
     node.add_argument("name")
     node.add_argument("--topology", type=Path, required=True)
-    node.add_argument("--launcher", required=True)
-    node.add_argument("--run-dir", type=Path, required=True)
-    node.add_argument("--socket-dir", type=Path, required=True)
-    node.add_argument("--incarnation", type=int, default=1)
+    node.add_argument(
+        "--launcher", "--join", dest="launcher", metavar="ADDRESS",
+        help="the launcher's address, HOST:PORT or a url (default: [cluster] host and base_port)",
+    )  # fmt: skip
+    node.add_argument(
+        "--listen", metavar="ADDRESS",
+        help="listen here, HOST:PORT or a url, instead of the topology's address for the node",
+    )  # fmt: skip
+    node.add_argument("--run-dir", type=Path, help="where its files go (default: under run_dir)")
+    node.add_argument("--socket-dir", type=Path, help="its ipc sockets' directory (launcher's)")
+    node.add_argument(
+        "--incarnation", type=int, help="given by `actorml up`; without it the node joins"
+    )
     node.add_argument("--tls-ca", type=Path, help="the cluster CA's certificate (tcp)")
     node.add_argument("--tls-cert", type=Path, help="this node's certificate (tcp)")
     node.add_argument("--tls-key", type=Path, help="this node's private key (tcp)")
+    deploy = sub.add_parser(
+        "deploy", help="write what an engine needs to run a topology on many hosts"
+    )
+    deploy.add_argument("engine", choices=["kubernetes", "slurm"])
+    deploy.add_argument("topology", type=Path)
+    deploy.add_argument("--out", type=Path, help="the file to write (default: beside FILE)")
+    deploy.add_argument("--image", default="actorml:latest", help="kubernetes: the image")
+    deploy.add_argument("--namespace", default="default", help="kubernetes: the namespace")
     certs = sub.add_parser(
         "certs", help="make a cluster CA and a certificate and key for every node, for tls_dir"
     )
@@ -97,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         _leave(_node(args))
     if args.command == "certs":
         return _certs(args)
+    if args.command == "deploy":
+        return _deploy(args)
     return _up(args)
 
 
@@ -162,14 +183,55 @@ def _certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    from . import deploy
+
+    topology = load(args.topology)
+    if args.engine == "kubernetes":
+        out = args.out or args.topology.with_suffix(".kubernetes.yaml")
+        try:
+            manifests = deploy.kubernetes(topology, image=args.image, namespace=args.namespace)
+        except ValueError as exc:
+            return _fail(str(exc))
+        text = deploy.kubernetes_text(manifests)
+        after = [
+            "make each pod's certificates (`actorml certs DIR --topology FILE`), then:",
+            *(f"  {line}" for line in deploy.kubernetes_secrets(topology, "DIR")),
+            f"  kubectl apply -f {out}",
+        ]
+    else:
+        out = args.out or args.topology.with_suffix(".slurm.sh")
+        try:
+            text = deploy.slurm(topology, topology_path=str(args.topology.resolve()))
+        except ValueError as exc:
+            return _fail(str(exc))
+        after = [f"  sbatch {out}"]
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"cannot write {str(out)!r}: {exc.strerror}")
+    print(f"ok: {out}: {len(topology.nodes)} nodes for {args.engine}")
+    print("\n".join(after))
+    return 0
+
+
 def _node(args: argparse.Namespace) -> int:
+    from .errors import RemoteError
+    from .hosts import joining_options
     from .nodeproc import run_node_process
 
-    topology = Topology.from_toml(args.topology)
+    # Started by an engine, it checks its topology as `actorml up` would have.
+    joining = args.incarnation is None
+    topology = load(args.topology) if joining else Topology.from_toml(args.topology)
     try:
         tls = _node_credentials(args, topology)
-    except CredentialsError as exc:
+        options = joining_options(topology, args.name, args.launcher, args.listen)
+    except (CredentialsError, ValueError) as exc:
         return _fail(str(exc))
+    except KeyError as exc:
+        return _fail(str(exc.args[0]))
+    run_dir = args.run_dir or options.run_dir
+    socket_dir = args.socket_dir or options.run_dir
 
     async def serve() -> int:
         status = 0
@@ -180,11 +242,12 @@ def _node(args: argparse.Namespace) -> int:
                 status = await run_node_process(
                     topology,
                     args.name,
-                    launcher_address=args.launcher,
-                    run_dir=args.run_dir,
-                    socket_dir=args.socket_dir,
+                    launcher_address=options.launcher,
+                    run_dir=run_dir,
+                    socket_dir=socket_dir,
                     incarnation=args.incarnation,
                     tls=tls,
+                    listen=options.listen,
                 )
                 nursery.cancel_scope.cancel()
 
@@ -196,7 +259,18 @@ def _node(args: argparse.Namespace) -> int:
                     break
         return status
 
-    return trio.run(serve)
+    try:
+        try:
+            return trio.run(serve)
+        except BaseExceptionGroup as group:
+            raise sole(group) from None
+    except RemoteError as exc:  # the launcher refused the join
+        return _fail(str(exc).removeprefix("Refused: "))
+    except trio.TooSlowError:
+        return _fail(
+            f"no launcher answered at {options.launcher} within "
+            f"{topology.cluster.ready_timeout_s:g}s (start `actorml up` there, or pass --launcher)"
+        )
 
 
 def _node_credentials(args: argparse.Namespace, topology: Topology) -> Any:

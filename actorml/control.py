@@ -2,18 +2,19 @@
 
 Each node process runs a ``_node`` actor that learns the cluster's directory and
 hears the order to shut down; the launcher runs a ``_launcher`` actor that hears
-nodes say hello, become ready, beat, go idle, give up, or finish the job.
+nodes join, say hello, become ready, beat, go idle, give up, or finish the job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 import trio
 
 from .actor import Actor, Promise, handler
+from .errors import Refused
 from .messages import (
     Directory,
     GetStats,
@@ -23,13 +24,20 @@ from .messages import (
     NodeGaveUp,
     NodeHello,
     NodeIdle,
+    NodeJoin,
+    NodeJoined,
     NodeReady,
     Shutdown,
     Stats,
 )
 from .node import Node
 
-__all__ = ["LauncherControl", "NodeControl"]
+__all__ = ["JUDGED_DEAD", "LauncherControl", "NodeControl"]
+
+# The reason of a `Shutdown` sent to a node on another host that the launcher judged
+# dead while it still ran (hung for a while, or cut off): it exits with a failure, so
+# its engine starts it again and it rejoins with a new incarnation.
+JUDGED_DEAD = "judged dead"
 
 
 @attrs.define(eq=False)
@@ -76,9 +84,17 @@ class NodeControl(Actor):
 
 @attrs.define(eq=False)
 class LauncherControl(Actor):
-    """The ``_launcher`` actor: forwards what nodes report to the launcher's handler."""
+    """The ``_launcher`` actor: forwards what nodes report to the launcher's handler,
+    and a join to the launcher's ``join`` (which answers it, or raises `Refused`)."""
 
     report: Callable[[Any], None]
+    join: Callable[[NodeJoin], Awaitable[NodeJoined]] | None = None
+
+    @handler
+    async def joining(self, msg: NodeJoin) -> NodeJoined:
+        if self.join is None:
+            raise Refused(f"node {msg.node!r} cannot join: this cluster takes no joins")
+        return await self.join(msg)
 
     @handler
     async def hello(self, msg: NodeHello) -> None:

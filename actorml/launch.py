@@ -29,8 +29,15 @@ import trio
 
 from .actor import run_actor
 from .certs import CertificateSet, for_cluster
-from .control import LauncherControl
-from .errors import ActorGone, AskTimeout, ClusterGaveUp, ClusterStartError, UnknownNode
+from .control import JUDGED_DEAD, LauncherControl
+from .errors import (
+    ActorGone,
+    AskTimeout,
+    ClusterGaveUp,
+    ClusterStartError,
+    Refused,
+    UnknownNode,
+)
 from .groups import sole
 from .log import configure_logging
 from .messages import (
@@ -44,6 +51,8 @@ from .messages import (
     NodeGaveUp,
     NodeHello,
     NodeIdle,
+    NodeJoin,
+    NodeJoined,
     NodeReady,
     Shutdown,
     Stats,
@@ -72,7 +81,11 @@ def _status(code: int) -> str:
 
 @attrs.define(eq=False)
 class NodeProcess:
-    """The launcher's view of one node process."""
+    """The launcher's view of one node process.
+
+    A ``remote`` one runs on another host under that host's engine: it has no
+    process here, joins by itself, and is judged dead by its heartbeats alone.
+    """
 
     name: str
     incarnation: int = 0
@@ -85,6 +98,9 @@ class NodeProcess:
     idle: bool = False
     expected_exit: bool = False
     death_reason: str = ""
+    remote: bool = False
+    fenced: bool = False
+    join_token: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -146,7 +162,7 @@ class Cluster:
         async with self._restart_lock:
             topology = attrs.evolve(self.topology, nodes=(*self.topology.nodes, spec))
             self._set_topology(topology)
-            await self._spawn(spec.name)
+            await self._start(spec.name)
             try:
                 await self._wait_up([spec.name])
             except _DiedStarting as exc:
@@ -202,6 +218,12 @@ class Cluster:
             return  # from a node process that has since been replaced
         if isinstance(msg, Heartbeat):
             proc.last_beat = trio.current_time()
+            if proc.remote and proc.exited.is_set() and not proc.fenced:
+                # Judged dead, yet it beats: its peers have moved on without it, so it
+                # must leave and come back as a new incarnation (its engine restarts it).
+                proc.fenced = True
+                assert self._nursery is not None
+                self._nursery.start_soon(self._fence, proc)
         elif isinstance(msg, NodeHello):
             proc.address = msg.address
             self.node.set_peer(proc.name, msg.address)
@@ -239,6 +261,86 @@ class Cluster:
         files.load()  # a node added later needs its files too: say so here, not in its log
         paths = {"--tls-ca": files.ca, "--tls-cert": files.cert, "--tls-key": files.key}
         return [part for option, path in paths.items() for part in (option, str(path))]
+
+    async def _start(self, name: str) -> None:
+        """Start node ``name`` here, or, if it runs on another host, wait for it to join."""
+        if self.topology.remote(name):
+            self._await_join(name)
+        else:
+            await self._spawn(name)
+
+    def _await_join(self, name: str) -> None:
+        self.procs[name] = NodeProcess(name, remote=True)
+        self.log.info("node_awaited", node=name, host=self.topology.node(name).host)
+
+    async def _join(self, msg: NodeJoin) -> NodeJoined:
+        """A node on another host joins: the first time, or back after a restart.
+
+        A node back (at its old address or a new one) gets the next incarnation; the
+        incarnation it replaces is announced dead first, so no peer marks the new one
+        down after learning its address.
+
+        Raises:
+            Refused: the launcher does not expect that node to join.
+        """
+        old = self.procs.get(msg.node)
+        if old is None or not old.remote or self._stopping:
+            why = (
+                "the cluster is stopping" if self._stopping
+                else "it is not in the topology" if old is None
+                else "the launcher starts it on its own host (give the node a host = ...)"
+            )  # fmt: skip
+            raise Refused(f"node {msg.node!r} cannot join: {why}")
+        if old.join_token == msg.token:  # a retry whose answer was lost
+            return NodeJoined(msg.node, old.incarnation)
+        if old.incarnation == 0:  # awaited since the start
+            old.incarnation, old.join_token = 1, msg.token
+            self.node.set_peer(msg.node, msg.address)  # (the sender proved its name)
+            self.log.info("node_joined", node=msg.node, address=msg.address, pid=msg.pid)
+            return NodeJoined(msg.node, 1)
+        assert self._nursery is not None
+        proc = NodeProcess(msg.node, old.incarnation + 1, remote=True, join_token=msg.token)
+        if not old.exited.is_set():  # back before its silence was noticed
+            old.death_reason = "a new incarnation joined"
+            await self._lost(old)
+        self.procs[msg.node] = proc
+        self.node.set_peer(msg.node, msg.address)
+        self.log.info(
+            "node_joined", node=msg.node, address=msg.address, incarnation=proc.incarnation
+        )
+        self._nursery.start_soon(self._rejoin, proc)
+        return NodeJoined(msg.node, proc.incarnation)
+
+    async def _rejoin(self, proc: NodeProcess) -> None:
+        """Bring a node that joined again into the cluster: directory, then ready."""
+        try:
+            await self._wait_up([proc.name])
+        except (_DiedStarting, ClusterStartError) as exc:
+            self.log.warning("node_rejoin_failed", node=proc.name, error=str(exc))
+            if not proc.exited.is_set():
+                proc.death_reason = str(exc)
+                await self._lost(proc)
+            return
+        self.node_restarts[proc.name] = self.node_restarts.get(proc.name, 0) + 1
+        self.log.info("node_rejoined", node=proc.name, incarnation=proc.incarnation)
+
+    async def _lost(self, proc: NodeProcess) -> None:
+        """A node on another host is judged dead: its peers are told; its host's
+        engine, not the launcher, starts it again."""
+        proc.exited.set()
+        reason = proc.death_reason or "lost"
+        self.deaths.append((proc.name, reason))
+        self.log.warning(
+            "node_died", node=proc.name, incarnation=proc.incarnation, judged_by=reason,
+            restarted_by="its host",
+        )  # fmt: skip
+        await self._announce_down(proc, reason)
+
+    async def _fence(self, proc: NodeProcess) -> None:
+        """Tell a node judged dead that still runs to leave (bounded: it may be cut off)."""
+        self.log.warning("node_fenced", node=proc.name, incarnation=proc.incarnation)
+        with trio.move_on_after(self.topology.cluster.ask_timeout_s):
+            await self.node.tell(ActorRef(proc.name, "_node"), Shutdown(JUDGED_DEAD))
 
     async def _spawn(self, name: str) -> None:
         assert self._nursery is not None
@@ -336,8 +438,8 @@ class Cluster:
             nursery.start_soon(first, event)
             nursery.start_soon(first, proc.exited)
         if not event.is_set():
-            assert proc.process is not None
-            status = _status(proc.process.returncode or 0)
+            code = None if proc.process is None else proc.process.returncode
+            status = "judged dead" if code is None else _status(code)
             reason = proc.death_reason or status
             self.deaths.append((proc.name, f"died while starting: {reason}"))
             self.log.warning("node_died", node=proc.name, status=status, while_="starting")
@@ -364,7 +466,8 @@ class Cluster:
                     self.log.error("cluster_gave_up", node=name)
                     self.completed.set()
                     return
-                order = [n.name for n in self.topology.nodes]
+                # Only the nodes it runs: another host's nodes are that host's engine's.
+                order = [n.name for n in self.topology.nodes if not self.procs[n.name].remote]
                 strategy = self.topology.cluster.supervisor.strategy
                 if strategy == Strategy.ONE_FOR_ONE:
                     again = [name]
@@ -395,7 +498,7 @@ class Cluster:
     async def _request_stop(self, proc: NodeProcess) -> None:
         """Ask a node to stop its actors; returns once they have (or its timeout passed)."""
         proc.expected_exit = True
-        if proc.process is None or proc.exited.is_set():
+        if proc.exited.is_set() or (proc.process is None and not proc.remote):
             return
         timeout = self.topology.cluster.supervisor.shutdown_timeout_s
         with trio.move_on_after(timeout):
@@ -433,11 +536,13 @@ class Cluster:
                     and not proc.exited.is_set()
                     and not proc.expected_exit
                     and late > cluster.heartbeat_deadline_s
-                    and proc.process is not None
                 ):
                     proc.death_reason = f"no heartbeat for {late:.1f}s"
                     self.log.warning("node_unresponsive", node=proc.name, silent_s=round(late, 2))
-                    proc.process.kill()
+                    if proc.process is not None:
+                        proc.process.kill()  # its watcher takes it from here
+                    elif proc.remote:
+                        await self._lost(proc)
 
     async def _cancel_on_failure(self, body: trio.CancelScope) -> None:
         await self.completed.wait()
@@ -490,6 +595,12 @@ async def open_cluster(
     template: Template | None = None,
 ) -> AsyncIterator[Cluster]:
     """Start every node of ``topology`` as its own process and supervise them.
+
+    A node whose ``host`` is another host's is not started here: it is started there
+    (``actorml node NAME --topology FILE``, by hand or by an engine) and joins; the
+    cluster is ready once it has. It is judged dead by its heartbeats and never
+    started by the launcher: its host's engine starts it again, and it rejoins (see
+    ``docs/hosts.md``).
 
     Yields once every node is ready. Leaving the block, normally, by an exception or by
     cancellation, stops the nodes in reverse topology order (each asked to shut down,
@@ -568,11 +679,15 @@ async def open_cluster(
                     await node.serve(task_status=task_status)
 
             await nursery.start(serve)
-            control = LauncherControl(cluster._report)
+            for spec in topology.nodes:  # before the first join can arrive
+                if topology.remote(spec.name):
+                    cluster._await_join(spec.name)
+            control = LauncherControl(cluster._report, cluster._join)
             await nursery.start(run_actor, node, "_launcher", lambda: control, 4096)
             try:
                 for spec in topology.nodes:
-                    await cluster._spawn(spec.name)
+                    if not topology.remote(spec.name):
+                        await cluster._spawn(spec.name)
                 try:
                     await cluster._wait_up([n.name for n in topology.nodes])
                 except _DiedStarting as exc:

@@ -33,6 +33,8 @@ __all__ = [
     "NodeGaveUp",
     "NodeHello",
     "NodeIdle",
+    "NodeJoin",
+    "NodeJoined",
     "NodeReady",
     "Shutdown",
     "Stats",
@@ -258,6 +260,25 @@ class NodeHello:
     node: str
     address: str
     pid: int
+    incarnation: int
+
+
+@message("actorml.node_join")
+class NodeJoin:
+    """A node started on another host by its engine asks to join (node -> launcher);
+    answered with `NodeJoined`."""
+
+    node: str
+    address: str
+    pid: int
+    token: int  # random per process: a join retried after a lost reply is the same join
+
+
+@message("actorml.node_joined")
+class NodeJoined:
+    """The incarnation the launcher gives a joining node (launcher -> node)."""
+
+    node: str
     incarnation: int
 
 

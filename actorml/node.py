@@ -198,6 +198,14 @@ class Node:
             self.directory[node] = address
             self._close_outbox(node)
 
+    def assume_incarnation(self, incarnation: int) -> None:
+        """Take the incarnation the launcher gave this node process (on joining),
+        before any actor starts: its actors' incarnations derive from it."""
+        if self._cells:
+            raise RuntimeError("a node takes its incarnation before its actors start")
+        self.incarnation = incarnation
+        self._host_ref = ActorRef(self.name, "_host", incarnation)
+
     # --- actors ------------------------------------------------------------------
 
     def next_ref(self, name: str) -> ActorRef:

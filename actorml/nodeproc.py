@@ -5,12 +5,18 @@ starts its actors under the node's root supervisor, reports ready and beats unti
 the launcher orders a shutdown; then it stops its actors in reverse order and exits.
 It dies with the launcher: ``PR_SET_PDEATHSIG`` is set when it is spawned, and it
 also exits if its parent changes.
+
+A node started on another host (by hand, or by Kubernetes, Slurm, systemd) is given
+no incarnation: it first asks the launcher to let it join (`NodeJoin`, retried until
+the launcher answers or ``ready_timeout_s`` passes) and takes the incarnation it is
+given; then it goes on as above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +25,29 @@ import trio
 
 from . import registry
 from .actor import run_actor
-from .control import NodeControl
-from .errors import SupervisorGaveUp
+from .control import JUDGED_DEAD, NodeControl
+from .errors import AskTimeout, NodeUnreachable, SupervisorGaveUp
 from .log import configure_logging
-from .messages import LAUNCHER, LAUNCHER_NODE, Heartbeat, NodeGaveUp, NodeHello, NodeIdle, NodeReady
+from .messages import (
+    LAUNCHER,
+    LAUNCHER_NODE,
+    Heartbeat,
+    NodeGaveUp,
+    NodeHello,
+    NodeIdle,
+    NodeJoin,
+    NodeReady,
+)
 from .node import Node
 from .nodestart import actor_child, node_address, placement, warn_if_insecure
 from .supervisor import Supervisor
 from .topology import Topology
 from .transport import NngTransport, TLSCredentials
 
-__all__ = ["EXIT_GAVE_UP", "run_node_process"]
+__all__ = ["EXIT_GAVE_UP", "EXIT_JUDGED_DEAD", "run_node_process"]
 
 EXIT_GAVE_UP = 3
+EXIT_JUDGED_DEAD = 4  # the launcher judged it dead: its engine should start it again
 
 
 async def run_node_process(
@@ -41,12 +57,22 @@ async def run_node_process(
     launcher_address: str,
     run_dir: Path,
     socket_dir: Path,
-    incarnation: int,
+    incarnation: int | None,
     tls: TLSCredentials | None = None,
+    listen: str | None = None,
 ) -> int:
     """Serve node ``name`` until the launcher says stop; returns the exit status.
 
-    ``tls``: the node's own certificate, key and the cluster CA, for ``tls+tcp://``.
+    Args:
+        incarnation: given by the launcher that started this process; None to join
+            (ask the launcher for one).
+        tls: the node's own certificate, key and the cluster CA, for ``tls+tcp://``.
+        listen: where to listen instead of the topology's address for the node (a
+            node that comes back on another host).
+
+    Raises:
+        RemoteError: the launcher refused to let it join (``Refused``).
+        TooSlowError: no launcher answered within ``ready_timeout_s``.
     """
     # What this node may import is what its topology names: nothing a message says.
     registry.seal(kind for kind in topology.named_kinds() if ":" in kind)
@@ -70,10 +96,10 @@ async def run_node_process(
             on_pipe_lost=lambda address: log.info("peer_pipe_lost", node=name, address=address),
             on_pipe_added=lambda address: log.info("peer_pipe_added", node=name, address=address),
         ),
-        node_address(topology, name, socket_dir),
+        listen or node_address(topology, name, socket_dir),
         directory={LAUNCHER_NODE: launcher_address},
         placement=placement(topology),
-        incarnation=incarnation,
+        incarnation=incarnation or 1,
         ask_timeout_s=cluster.ask_timeout_s,
         send_timeout_s=cluster.ask_timeout_s,
         max_frame_size=cluster.recv_max_size,
@@ -92,6 +118,12 @@ async def run_node_process(
     parent = os.getppid()
     async with trio.open_nursery() as nursery:
         await nursery.start(node.serve)
+        if incarnation is None:
+            incarnation = await _join(node, cluster.ready_timeout_s, cluster.ask_timeout_s)
+            node.assume_incarnation(incarnation)
+            log = log.bind(incarnation=incarnation)
+            node.log = log
+            log.info("node_joined", launcher=launcher_address)
         await nursery.start(run_actor, node, "_node", lambda: control, 64)
         await node.tell(LAUNCHER, NodeHello(name, node.address, os.getpid(), incarnation))
         with trio.fail_after(cluster.ready_timeout_s):
@@ -118,6 +150,8 @@ async def run_node_process(
         nursery.start_soon(_beat, node, incarnation, cluster.heartbeat_interval_s, parent)
         await control.shutdown_requested.wait()
         log.info("node_stopping", reason=control.shutdown_reason)
+        if control.shutdown_reason == JUDGED_DEAD:
+            status = EXIT_JUDGED_DEAD
         with trio.move_on_after(_stop_budget(spec.actors)):
             await supervisor.shutdown()
         with trio.move_on_after(2.0):  # the launcher may be gone: do not wait for it
@@ -125,6 +159,20 @@ async def run_node_process(
                 await promise.resolve(None)  # the launcher may stop the next node now
         nursery.cancel_scope.cancel()
     return status
+
+
+async def _join(node: Node, within_s: float, ask_timeout_s: float) -> int:
+    """Ask the launcher for this process's incarnation, again until it answers (it may
+    not be up yet: engines start processes in any order)."""
+    join = NodeJoin(node.name, node.address, os.getpid(), secrets.randbits(62))
+    with trio.fail_after(within_s):
+        while True:
+            try:
+                joined = await node.ask(LAUNCHER, join, timeout=min(ask_timeout_s, 2.0))
+                return int(joined.incarnation)  # a NodeJoined
+            except (AskTimeout, NodeUnreachable) as exc:
+                where = node.directory[LAUNCHER_NODE]
+                node.log.info("launcher_unanswered", launcher=where, error=str(exc))
 
 
 def _stop_budget(actors: Any) -> float:

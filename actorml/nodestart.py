@@ -34,6 +34,8 @@ INSECURE_RISK = (
 def node_address(topology: Topology, name: str, socket_dir: Path) -> str:
     """Where node ``name`` listens: an ipc socket in ``socket_dir``, or tcp.
 
+    On tcp, a node listens on its ``host`` (the launcher's host if it names none).
+
     On a tcp cluster that is not ``insecure``, tcp is ``tls+tcp://`` (an explicit
     ``tcp://`` address too: the cluster's setting decides, not the address's spelling).
     """
@@ -46,12 +48,14 @@ def node_address(topology: Topology, name: str, socket_dir: Path) -> str:
             return explicit
     if cluster.transport == "tcp":
         scheme = "tls+tcp" if cluster.tls else "tcp"
+        host = cluster.host if name == LAUNCHER_NODE else topology.node(name).host
+        host = host or cluster.host
         if not cluster.base_port:
-            return f"{scheme}://{cluster.host}:0"
+            return f"{scheme}://{host}:0"
         # The launcher takes base_port, node i (in topology order) base_port + 1 + i.
         names = [n.name for n in topology.nodes]
         offset = 0 if name == LAUNCHER_NODE else 1 + names.index(name)
-        return f"{scheme}://{cluster.host}:{cluster.base_port + offset}"
+        return f"{scheme}://{host}:{cluster.base_port + offset}"
     return f"ipc://{socket_dir}/{name}.sock"
 
 

@@ -5,7 +5,7 @@ or that it cannot tell (ipc within one user's private directory, ``insecure`` tc
 Where it can, the envelope's sender must be that peer: a node cannot speak for
 another. Then the runtime's own control messages are accepted only from the role that
 may send them: orders (directory, shutdown, node down, stats) only from the launcher,
-and reports about a node (hello, ready, idle, gave up, heartbeat, job complete) only
+and reports about a node (join, hello, ready, idle, gave up, heartbeat, job complete) only
 from that node itself. Replies are checked where they are matched to their ask
 (`actorml.node.Node.route`): only the node that was asked may answer.
 """
@@ -23,6 +23,7 @@ from .messages import (
     NodeGaveUp,
     NodeHello,
     NodeIdle,
+    NodeJoin,
     NodeReady,
     Shutdown,
 )
@@ -30,7 +31,9 @@ from .messages import (
 __all__ = ["refusal"]
 
 _FROM_LAUNCHER = (Directory, Shutdown, NodeDown, GetStats)
-_ABOUT_ITS_SENDER = (NodeHello, NodeReady, NodeIdle, NodeGaveUp, Heartbeat, JobComplete)
+_ABOUT_ITS_SENDER = (
+    NodeJoin, NodeHello, NodeReady, NodeIdle, NodeGaveUp, Heartbeat, JobComplete,
+)  # fmt: skip
 
 
 def refusal(env: Envelope, peer: str | None) -> tuple[str, str] | None:

@@ -77,6 +77,41 @@ class Topology:
                 f"{len(self.nodes)} nodes take the ports from base_port up), "
                 f"got {describe(cluster.base_port)}",
             )
+        self._check_hosts()
+
+    def remote(self, name: str) -> bool:
+        """True if node ``name`` runs on another host than the launcher's (its ``host``
+        is set and is not ``[cluster] host``): its host's engine starts it, not
+        ``actorml up``."""
+        host = self.node(name).host
+        return host is not None and host != self.cluster.host
+
+    def _check_hosts(self) -> None:
+        """A node on another host must be able to find the launcher and prove itself."""
+        remote = [(i, n) for i, n in enumerate(self.nodes) if self.remote(n.name)]
+        if not remote:
+            return
+        i, first = remote[0]
+        cluster = self.cluster
+        if cluster.transport != "tcp":
+            raise FieldValueError(
+                f"node[{i}].host",
+                f"node {first.name!r} runs on host {first.host!r}, which needs "
+                "transport = 'tcp' (set [cluster] transport = 'tcp', or remove host)",
+            )
+        if not cluster.base_port:
+            raise FieldValueError(
+                "cluster.base_port",
+                f"node {first.name!r} runs on host {first.host!r} and must find the "
+                "launcher at a fixed port (set [cluster] base_port, such as 7000)",
+            )
+        if cluster.tls and cluster.tls_dir is None:
+            raise FieldValueError(
+                "cluster.tls_dir",
+                f"node {first.name!r} runs on host {first.host!r} and needs the cluster's "
+                "certificates there (make them with `actorml certs DIR --topology FILE` "
+                "and set [cluster] tls_dir = DIR)",
+            )
 
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``; raises KeyError naming the nodes there are."""

@@ -154,6 +154,12 @@ def host_name(value: Any) -> None:
         )
 
 
+def optional_host_name(value: Any) -> None:
+    """None, or what `host_name` accepts."""
+    if value is not None:
+        host_name(value)
+
+
 def boolean(value: Any) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"expected true or false, got {describe(value)}")

@@ -26,6 +26,7 @@ from .fields import (
     items_of,
     nonempty_string,
     number,
+    optional_host_name,
     optional_positive_int,
     optional_string,
     seconds,
@@ -105,6 +106,10 @@ class NodeSpec:
         factory=SupervisorSpec, validator=checked(instance_of(SupervisorSpec))
     )
     address: str | None = attrs.field(default=None, validator=checked(valid_address))
+    # Where the node runs: unset (or the cluster's own ``host``) means the launcher's
+    # host, where ``actorml up`` starts it; any other host runs it under its own engine
+    # (``actorml node NAME``) and the launcher waits for it to join.
+    host: str | None = attrs.field(default=None, validator=checked(optional_host_name))
 
 
 @attrs.frozen
