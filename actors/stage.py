@@ -75,7 +75,7 @@ class Stage(Actor):
     _busy: float = attrs.field(init=False, default=0.0)
 
     async def started(self) -> None:
-        layout: Layout = await self.ctx.ask_when_up(self.driver, GetLayout(), within_s=120)
+        layout = await self._layout()
         model = build_model(layout)
         layers = stage_layers(model, self.stages)[self.stage]
         self._run = model.layers(layers[0], layers[-1] + 1)
@@ -90,9 +90,21 @@ class Stage(Actor):
             params="shards" if self.protocol else "local",
         )  # fmt: skip
         if self.ctx.restarted:
-            await self.ctx.tell(
+            await self._send(
                 self.driver, StageUp(self.stage, self.replica, self.ctx.ref.incarnation)
             )
+
+    async def _layout(self) -> Layout:
+        """Ask the driver for the layout, waiting while it starts or its node restarts
+        (a stage that crashed over it would only crash again, until its node gave up)."""
+        deadline = trio.current_time() + 120.0
+        while True:
+            try:
+                return await self.ctx.ask(self.driver, GetLayout())
+            except ActorGone:  # NodeUnreachable too
+                if trio.current_time() >= deadline:
+                    raise
+                await trio.sleep(0.1)
 
     def _accept(self, step: int, clock: int, micros: int) -> bool:
         """Whether a message belongs to the current attempt; a newer one starts afresh."""
@@ -174,7 +186,7 @@ class Stage(Actor):
         acked = await self._store.update(self.ctx, self._clock, self._grads)
         self._busy += time.perf_counter() - began
         self._grads = {}
-        await self.ctx.tell(
+        await self._send(
             self.driver,
             Flushed(
                 self.stage, self.replica, self._step, self._clock, loss, self._busy,
@@ -183,8 +195,9 @@ class Stage(Actor):
         )  # fmt: skip
 
     async def _send(self, target: str | None, msg: object) -> None:
-        """Tell a neighbour; if it is gone, drop the message: it will announce its
-        restart (`StageUp`) and the driver redoes the mini-batch."""
+        """Tell a neighbour or the driver; if it is gone, drop the message: a restarted
+        stage announces itself (`StageUp`) and the driver redoes the mini-batch; a
+        restarted driver ends the job."""
         assert target is not None
         try:
             await self.ctx.tell(target, msg)
