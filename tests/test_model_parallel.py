@@ -56,9 +56,7 @@ def check_audit(result: dict[str, Any]) -> None:
 @pytest.mark.slow
 class TestLassoAgainstSklearn:
     # diamonds is examples/lasso.toml, run below
-    @pytest.mark.parametrize(
-        ("data", "alpha"), [("sklearn:diabetes", 1.0), ("sklearn:diabetes", 0.1)]
-    )
+    @pytest.mark.parametrize(("data", "alpha"), [("sklearn:diabetes", 1.0)])
     async def test_priority_job_matches_sklearn(self, data: str, alpha: float,
                                                 tmp_path: Path) -> None:  # fmt: skip
         """The priority-scheduled job ends within 1e-3 (relative) of scikit-learn's Lasso
