@@ -29,6 +29,7 @@ import trio
 
 from actorml import ActorGone, AskTimeout, RemoteError, handler, registry
 from actorml.models.lasso import Design, duality_gap, objective, update_residual
+from actorml.protocols.contract import Leave
 
 from .config import build_problem
 from .messages import Layout, Pull, Rows, StopTraining
@@ -179,8 +180,13 @@ class MpScheduler(Scheduler):
                 )
             except (ActorGone, AskTimeout, RemoteError) as exc:
                 # Whatever it pushed is in the shards (read back below); the rest is
-                # planned again. Its restarted incarnation joins again by itself.
+                # planned again. Its restarted incarnation joins again by itself; one
+                # that timed out without dying stays out of the job.
+                # It leaves the clock vector too: a worker that stopped answering must
+                # not hold the others at the protocol's gate (a dead node's workers are
+                # removed by NodeDown; a crashed actor or a stuck one is not).
                 self._joined.discard(worker)
+                await self.ctx.tell(self.protocol, Leave(worker, "rescheduled"))
                 self._plan.requeue(block)  # type: ignore[union-attr]
                 self.rescheduled += block.size
                 self.ctx.log.warning(

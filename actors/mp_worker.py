@@ -79,7 +79,14 @@ class MpWorker(Worker):
             if msg.round > clock:  # it sat rounds out (or just joined): nothing to push
                 await self.ctx.tell(self.protocol, Tick(me, inc, msg.round))
                 clock = msg.round
-            done = await self._round(msg, design, beta, residual, float(problem.alpha))
+            try:
+                done = await self._round(msg, design, beta, residual, float(problem.alpha))
+            except BaseException as exc:
+                # Tell the scheduler now (it re-plans the block) instead of letting it
+                # wait out its round timeout; then crash, and the supervisor restarts us.
+                with trio.CancelScope(shield=True):
+                    await promise.fail(exc)
+                raise
             clock = msg.round + 1
             await promise.resolve(done)
         await self.ctx.tell(self.protocol, Leave(me, "finished"))
