@@ -43,7 +43,6 @@ from typing import Any
 
 import trio
 
-from .errors import UnknownKind
 from .process import ChildProcess, adopt, become_subreaper, spawn
 
 __all__ = ["Template", "warm_spec"]
@@ -242,14 +241,8 @@ def _warm(spec: Mapping[str, Any]) -> None:
             with contextlib.suppress(Exception):
                 importlib.import_module(kind.split(":", 1)[0])
     tables = spec.get("tables", {})
-    for name in tables:
-        try:
-            section = registry.resolve("section", name)
-        except UnknownKind:
-            continue
-        warm = getattr(section, "warm", None)
-        if warm is not None:
-            warm(tables)
+    for warm in registry.section_hooks(tables, "warm"):
+        warm(tables)
 
 
 def _fork_node(request: Mapping[str, Any], sock: socket.socket) -> int:
