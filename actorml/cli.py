@@ -1,4 +1,4 @@
-"""The ``actorml`` command: ``up``, ``check``, ``node``, ``certs``, ``deploy``.
+"""The ``actorml`` command: ``up``, ``check``, ``node``, ``certs``, ``deploy``, ``scale``.
 
 Exit statuses of ``actorml up``: 0 success; 1 the job failed (the cluster gave up or
 did not start); 2 bad usage, a bad topology file or a missing TLS file (one line on
@@ -63,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--tls-ca", type=Path, help="the cluster CA's certificate (tcp)")
     node.add_argument("--tls-cert", type=Path, help="this node's certificate (tcp)")
     node.add_argument("--tls-key", type=Path, help="this node's private key (tcp)")
+    scale = sub.add_parser("scale", help="grow or shrink the workers of a running job")
+    scale.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run's directory")
+    scale.add_argument("--workers", type=int, required=True, help="how many workers it runs")
+    scale.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (300)")
     deploy = sub.add_parser(
         "deploy", help="write what an engine needs to run a topology on many hosts"
     )
@@ -118,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         return _certs(args)
     if args.command == "deploy":
         return _deploy(args)
+    if args.command == "scale":
+        return _scale(args)
     return _up(args)
 
 
@@ -180,6 +186,30 @@ def _certs(args: argparse.Namespace) -> int:
         return _fail(f"cannot write to {str(args.directory)!r}: {exc.strerror}")
     print(f"ok: {args.directory}: a CA and certificates for {', '.join(names)}")
     print(f"  set [cluster] tls_dir = {str(args.directory)!r}; give each host only its node's key")
+    return 0
+
+
+def _scale(args: argparse.Namespace) -> int:
+    """``actorml scale``: 0 once the launcher scaled the job, 1 if it refused, 2 bad usage
+    or no answer (no launcher runs that directory)."""
+    from .scaling import scale_request, wait_answer
+
+    if args.workers < 1:
+        return _fail(f"--workers must be at least 1, got {args.workers}")
+    if not (args.run_dir / "topology.toml").is_file():
+        return _fail(f"{str(args.run_dir)!r} is not a run directory (no topology.toml in it)")
+    answer_path = scale_request(args.run_dir, args.workers)
+    answer = trio.run(wait_answer, answer_path, args.timeout)
+    if answer is None:
+        return _fail(
+            f"no answer within {args.timeout:g}s: is `actorml up` running with run "
+            f"directory {str(args.run_dir)!r}?"
+        )
+    if "error" in answer:
+        print(f"actorml: cannot scale: {answer['error']}", file=sys.stderr)
+        return 1
+    print(f"ok: {answer['workers']} workers (added: {', '.join(answer['added']) or 'none'}; "
+          f"removed: {', '.join(answer['removed']) or 'none'})")  # fmt: skip
     return 0
 
 
@@ -332,6 +362,7 @@ def _launch(args: argparse.Namespace, owned: dict[str, Any]) -> int:
     from .errors import ClusterGaveUp, ClusterStartError
     from .launch import open_cluster
     from .log import configure_logging
+    from .scaling import serve_requests
 
     if args.resume is not None:
         from .errors import NoSnapshot
@@ -401,7 +432,11 @@ def _launch(args: argparse.Namespace, owned: dict[str, Any]) -> int:
                 async with open_cluster(
                     topology, run_dir=Path(run_dir), resume=resume, template=template
                 ) as cluster:
-                    names = ", ".join(f"{n} (pid {p.pid})" for n, p in cluster.procs.items())
+                    nursery.start_soon(serve_requests, cluster)  # `actorml scale`
+                    names = ", ".join(
+                        f"{n} (pid {p.pid})" if p.pid else f"{n} (joined from its host)"
+                        for n, p in cluster.procs.items()
+                    )
                     print(f"actorml: {len(cluster.procs)} nodes ready: {names}", flush=True)
                     result = await cluster.wait()
                     # Reported as soon as the job completes: stopping the nodes takes

@@ -20,6 +20,7 @@ from .messages import (
     GetStats,
     Heartbeat,
     JobComplete,
+    LogLines,
     NodeDown,
     NodeGaveUp,
     NodeHello,
@@ -118,4 +119,8 @@ class LauncherControl(Actor):
 
     @handler
     async def complete(self, msg: JobComplete) -> None:
+        self.report(msg)
+
+    @handler
+    async def log_lines(self, msg: LogLines) -> None:
         self.report(msg)

@@ -40,6 +40,7 @@ from .errors import (
 )
 from .groups import sole
 from .log import configure_logging
+from .logship import append_lines
 from .messages import (
     LAUNCHER_NODE,
     ActorRef,
@@ -47,6 +48,7 @@ from .messages import (
     GetStats,
     Heartbeat,
     JobComplete,
+    LogLines,
     NodeDown,
     NodeGaveUp,
     NodeHello,
@@ -216,7 +218,9 @@ class Cluster:
             return
         if proc is None or msg.incarnation != proc.incarnation:
             return  # from a node process that has since been replaced
-        if isinstance(msg, Heartbeat):
+        if isinstance(msg, LogLines):
+            append_lines(self.run_dir / "logs" / f"{proc.name}.jsonl", msg)
+        elif isinstance(msg, Heartbeat):
             proc.last_beat = trio.current_time()
             if proc.remote and proc.exited.is_set() and not proc.fenced:
                 # Judged dead, yet it beats: its peers have moved on without it, so it

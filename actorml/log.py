@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,8 +34,15 @@ class _Sink:
     says so once on stderr (if stderr still works), and the next line tries again.
     """
 
-    def __init__(self, file: IO[str] | None, console: IO[str] | None, console_level: int) -> None:
+    def __init__(
+        self,
+        file: IO[str] | None,
+        console: IO[str] | None,
+        console_level: int,
+        tap: Callable[[str], None] | None = None,
+    ) -> None:
         self.file = file
+        self.tap = tap
         self.console = console
         self.console_level = console_level
         self.pretty = structlog.dev.ConsoleRenderer(colors=False, sort_keys=False)
@@ -43,8 +50,12 @@ class _Sink:
         self._failing: set[str] = set()
 
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
-        if self.file is not None:
-            self._write("file", self.file, json.dumps(event, default=str) + "\n")
+        if self.file is not None or self.tap is not None:
+            line = json.dumps(event, default=str) + "\n"
+            if self.file is not None:
+                self._write("file", self.file, line)
+            if self.tap is not None:
+                self.tap(line)
         level = LEVELS.get(event.get("level", "info"), logging.INFO)
         if self.console is not None and level >= self.console_level:
             shown = {k: v for k, v in event.items() if k != "timestamp"}
@@ -84,6 +95,7 @@ def configure_logging(
     level: str = "info",
     console_level: str | None = None,
     console: IO[str] | None = sys.stderr,
+    tap: Callable[[str], None] | None = None,
 ) -> None:
     """Send this process's structlog events to ``log_file`` (JSON lines) and the console.
 
@@ -93,6 +105,7 @@ def configure_logging(
         level: the least severe level written to the file.
         console_level: the least severe level shown on the console (default: ``level``).
         console: the console stream, or None for none.
+        tap: also handed each file line (a node on another host ships them).
     """
     global _open_file
     if _open_file is not None:  # reconfigured (a second cluster in one program)
@@ -110,7 +123,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            _Sink(file, console, shown),
+            _Sink(file, console, shown, tap),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(min(floor, shown)),
         cache_logger_on_first_use=False,

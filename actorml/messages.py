@@ -29,6 +29,7 @@ __all__ = [
     "GetStats",
     "Heartbeat",
     "JobComplete",
+    "LogLines",
     "NodeDown",
     "NodeGaveUp",
     "NodeHello",
@@ -280,6 +281,17 @@ class NodeJoined:
 
     node: str
     incarnation: int
+
+
+@message("actorml.log_lines")
+class LogLines:
+    """A batch of a node's JSON log lines for the launcher's ``logs/`` (a node on
+    another host -> launcher); ``dropped``: lines it could not keep since the last."""
+
+    node: str
+    incarnation: int
+    lines: list[str]
+    dropped: int
 
 
 @message("actorml.directory")

@@ -28,6 +28,7 @@ from .actor import run_actor
 from .control import JUDGED_DEAD, NodeControl
 from .errors import AskTimeout, NodeUnreachable, SupervisorGaveUp
 from .log import configure_logging
+from .logship import LogShipper
 from .messages import (
     LAUNCHER,
     LAUNCHER_NODE,
@@ -78,11 +79,14 @@ async def run_node_process(
     registry.seal(kind for kind in topology.named_kinds() if ":" in kind)
     cluster = topology.cluster
     spec = topology.node(name)
+    # A node on another host also sends its lines to the launcher's logs/.
+    shipper = LogShipper() if incarnation is None else None
     configure_logging(
         node=name,
         log_file=run_dir / "logs" / f"{name}.jsonl",
         level=cluster.log_level,
         console_level="warning",
+        tap=None if shipper is None else shipper.tap,
     )
     log = structlog.get_logger()
     warn_if_insecure(cluster, log)
@@ -124,6 +128,8 @@ async def run_node_process(
             log = log.bind(incarnation=incarnation)
             node.log = log
             log.info("node_joined", launcher=launcher_address)
+            assert shipper is not None
+            nursery.start_soon(shipper.run, node)
         await nursery.start(run_actor, node, "_node", lambda: control, 64)
         await node.tell(LAUNCHER, NodeHello(name, node.address, os.getpid(), incarnation))
         with trio.fail_after(cluster.ready_timeout_s):
@@ -154,6 +160,9 @@ async def run_node_process(
             status = EXIT_JUDGED_DEAD
         with trio.move_on_after(_stop_budget(spec.actors)):
             await supervisor.shutdown()
+        if shipper is not None:
+            with trio.move_on_after(1.0):  # its last lines, while the launcher waits
+                await shipper.send(node)
         with trio.move_on_after(2.0):  # the launcher may be gone: do not wait for it
             for promise in control.stopped:
                 await promise.resolve(None)  # the launcher may stop the next node now

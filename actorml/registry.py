@@ -12,12 +12,22 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import attrs
 
 from .errors import UnknownKind
 
-__all__ = ["is_valid_kind", "kinds", "known", "register", "resolve", "seal", "unseal"]
+__all__ = [
+    "is_valid_kind",
+    "kinds",
+    "known",
+    "register",
+    "resolve",
+    "seal",
+    "section_hooks",
+    "unseal",
+]
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -173,6 +183,21 @@ def resolve(group: str, kind: str) -> type:
         str(kind),
         f"unknown {group} kind {kind!r} (expected {expected}a dotted path 'pkg.module:Class')",
     )
+
+
+def section_hooks(names: Iterable[str], hook: str) -> list[Any]:
+    """The attribute ``hook`` of each registered section among ``names`` that has one
+    (``warm`` for a template process, ``scale`` for ``actorml scale``)."""
+    found = []
+    for name in names:
+        try:
+            section = resolve("section", name)
+        except UnknownKind:
+            continue
+        value = getattr(section, hook, None)
+        if value is not None:
+            found.append(value)
+    return found
 
 
 def _import(group: str, kind: str, path: str) -> type:

@@ -19,6 +19,7 @@ from .messages import (
     GetStats,
     Heartbeat,
     JobComplete,
+    LogLines,
     NodeDown,
     NodeGaveUp,
     NodeHello,
@@ -32,7 +33,7 @@ __all__ = ["refusal"]
 
 _FROM_LAUNCHER = (Directory, Shutdown, NodeDown, GetStats)
 _ABOUT_ITS_SENDER = (
-    NodeJoin, NodeHello, NodeReady, NodeIdle, NodeGaveUp, Heartbeat, JobComplete,
+    NodeJoin, NodeHello, NodeReady, NodeIdle, NodeGaveUp, Heartbeat, JobComplete, LogLines,
 )  # fmt: skip
 
 

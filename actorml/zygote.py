@@ -43,7 +43,6 @@ from typing import Any
 
 import trio
 
-from .errors import UnknownKind
 from .process import ChildProcess, adopt, become_subreaper, spawn
 
 __all__ = ["Template", "warm_spec"]
@@ -249,18 +248,11 @@ def _warm(spec: Mapping[str, Any]) -> list[str]:
                 importlib.import_module(kind.split(":", 1)[0])
     tables = spec.get("tables", {})
     skipped: list[str] = []
-    for name in tables:
-        try:
-            section = registry.resolve("section", name)
-        except UnknownKind:
-            continue
-        warm = getattr(section, "warm", None)
-        if warm is None:
-            continue
+    for warm in registry.section_hooks(tables, "warm"):
         try:
             warm(tables)
         except Exception as exc:  # less warm, not broken: the nodes load what is missing
-            skipped.append(f"[{name}]: {type(exc).__name__}: {exc}")
+            skipped.append(f"{getattr(warm, '__qualname__', warm)}: {type(exc).__name__}: {exc}")
     return skipped
 
 

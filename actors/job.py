@@ -115,6 +115,11 @@ class JobSection:
         return attrs.asdict(build(JobConfig, table, path))
 
     @staticmethod
+    async def scale(cluster: Any, workers: int) -> dict[str, Any]:
+        """Grow or shrink the running job to ``workers`` workers (``actorml scale``)."""
+        return await scale_workers(cluster, workers)
+
+    @staticmethod
     def expand(data: dict[str, Any]) -> dict[str, Any]:
         """Add the job's scheduler, shard and worker nodes to a TOML-shaped dict."""
         other = _job_kind(data["job"], "job")
@@ -409,3 +414,13 @@ async def add_worker(cluster: Any, name: str | None = None) -> str:
 async def remove_worker(cluster: Any, name: str) -> None:
     """Stop worker ``name`` and its node; the others take over its data."""
     await cluster.remove_node(name)
+
+
+async def scale_workers(cluster: Any, workers: int) -> dict[str, Any]:
+    """Add workers, or remove the newest, until the job has ``workers``; says which."""
+    nodes = [n.name for n in cluster.topology.nodes if any(a.kind == "worker" for a in n.actors)]
+    added = [await add_worker(cluster) for _ in range(workers - len(nodes))]
+    removed = list(reversed(nodes[workers:]))
+    for name in removed:
+        await remove_worker(cluster, name)
+    return {"workers": workers, "added": added, "removed": removed}

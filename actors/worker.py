@@ -406,7 +406,9 @@ def _training_rows(
     read, and a restarted worker maps them again instead of loading); loaded here
     when nothing was staged.
     """
-    if layout.staged is not None:
+    # Staged on the scheduler's host: a worker on another host without that directory
+    # (no shared filesystem) loads the data itself.
+    if layout.staged is not None and (Path(layout.staged) / "dataset.json").exists():
         where = Path(layout.staged)
         total = staged_size(where)
         return lambda n_parts, part: staged_rows(where, partition(total, n_parts, part)), True

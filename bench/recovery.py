@@ -15,6 +15,13 @@ three faults one after the other, each once the job is back to steady training:
    exit, only its heartbeats stop): the time to its replacement's first completed clock
    (``hung_worker_replace_s``), bounded below by the heartbeat deadline.
 
+4. In a second job, whose nodes ``shard-1``, ``worker-2`` and ``worker-3`` run on
+   another "host" (the loopback address 127.0.0.2, over mutual TLS) under a plain
+   process manager (this script), that host's processes are all killed and started
+   again at once, as an engine would: the time from the kill to the first clock of
+   each of its workers after they rejoined, the slowest of them (``host_replace_s``;
+   beside ``worker_replace_s``, a node the launcher restarts itself, as a ratio).
+
 Every time comes from what the run leaves behind, on one machine's wall clock: the
 fault's ``time.time()`` in this process, the scheduler's ``metrics.jsonl`` (``wall``:
 when it handled a worker's report of a completed clock), the JSON logs of every node,
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sys
 import time
@@ -39,17 +47,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 from _common import fmt, median, parse_args, print_table, quiet_logging, scratch_dir, write_json
 
 from actorml import Cluster, Topology
+from actorml.certs import write_set
 from actorml.launch import NodeProcess, open_cluster
 from actorml.log import configure_logging
+from actorml.messages import LAUNCHER_NODE
+from actorml.nodestart import node_environment
 
 RUNS, QUICK_RUNS = 5, 1
 LITERATURE_S = 1.0  # "recovery within 1 s" (Li et al., OSDI 2014)
 SHARD_NODE, SLICE = "shard-0", 0  # at the start, node shard-0 holds the primary of slice 0
 KILLED_WORKER, HUNG_WORKER = "worker-1", "worker-2"
+OTHER_HOST = "127.0.0.2"  # another "host" with no namespaces: a second loopback address
+ON_OTHER_HOST = ("shard-1", "worker-2", "worker-3")
 WARM_CLOCKS = 24  # every worker past this clock (about three epochs) before the first fault
 STEADY_CLOCKS = 8  # every worker this many clocks further before the next fault
 WAIT_S = 120.0  # the longest any one step may take before the run is declared broken
@@ -169,6 +183,19 @@ async def until(record: RunRecord, what: str, check: Callable[[], Any]) -> Any:
                 return value
             await trio.sleep(0.02)
     raise TimeoutError(f"no {what} within {WAIT_S:g}s (run directory: {record.run_dir})")
+
+
+async def going(record: RunRecord, workers: list[str]) -> None:
+    """Wait until every worker is past clock ``WARM_CLOCKS``."""
+    await until(
+        record,
+        "training to get going",
+        lambda: (
+            True
+            if len(record.clocks()) == len(workers) and min(record.clocks().values()) >= WARM_CLOCKS
+            else None
+        ),
+    )
 
 
 async def steady(record: RunRecord, workers: list[str], clocks: int) -> None:
@@ -415,16 +442,7 @@ async def one_run(run_dir: Path) -> dict[str, dict[str, float]]:
     workers = [n.name for n in topo.nodes if n.name.startswith("worker-")]
     record = RunRecord(run_dir)
     async with open_cluster(topo, run_dir=run_dir) as cluster:
-        await until(
-            record,
-            "training to get going",
-            lambda: (
-                True
-                if len(record.clocks()) == len(workers)
-                and min(record.clocks().values()) >= WARM_CLOCKS
-                else None
-            ),
-        )
+        await going(record, workers)
         probed = await probe(run_dir, KILLED_WORKER)
         await steady(record, workers, STEADY_CLOCKS)
         result = await shard_fault(cluster, record)
@@ -436,20 +454,94 @@ async def one_run(run_dir: Path) -> dict[str, dict[str, float]]:
     return result
 
 
-def run_once(scratch: Path, n: int) -> dict[str, dict[str, float]]:
-    run_dir = scratch / f"run-{n}"
-    run_dir.mkdir()
-    configure_logging(
-        node="launcher",
-        log_file=run_dir / "logs" / "launcher.jsonl",
-        level="info",
-        console_level="error",
+def host_topology(run_dir: Path) -> Topology:
+    """The same job, over tcp with TLS, with ``ON_OTHER_HOST`` on ``OTHER_HOST``."""
+    topo = topology(run_dir)
+    cluster = attrs.evolve(
+        topo.cluster,
+        transport="tcp",
+        base_port=random.randrange(20000, 60000, 20),
+        tls_dir=str(run_dir / "tls"),
     )
+    nodes = tuple(
+        attrs.evolve(n, host=OTHER_HOST) if n.name in ON_OTHER_HOST else n for n in topo.nodes
+    )
+    return attrs.evolve(topo, cluster=cluster, nodes=nodes)
+
+
+async def start_other_host(path: Path, run_dir: Path) -> list[trio.Process]:
+    """The other host's nodes, as its engine starts them (``actorml node NAME``)."""
+    processes = []
+    for name in ON_OTHER_HOST:
+        command = [sys.executable, "-m", "actorml", "node", name, "--topology", str(path),
+                   "--run-dir", str(run_dir / "other-host")]  # fmt: skip
+        processes.append(await trio.lowlevel.open_process(command, env=node_environment()))
+    return processes
+
+
+async def host_run(run_dir: Path) -> dict[str, float]:
+    """Kill every process of the other host once training is steady; start them again
+    at once; time it to the first clock of each of its workers, the slowest."""
+    topo = host_topology(run_dir)
+    write_set(run_dir / "tls", [LAUNCHER_NODE, *(n.name for n in topo.nodes)])
+    path = run_dir / "topology-hosts.toml"
+    path.write_text(topo.to_toml(), encoding="utf-8")
+    workers = [n.name for n in topo.nodes if n.name.startswith("worker-")]
+    moved = [w for w in workers if w in ON_OTHER_HOST]
+    record = RunRecord(run_dir)
+    processes = await start_other_host(path, run_dir)
     try:
-        with node_consoles(scratch / f"consoles-{n}.txt"):
-            return trio.run(one_run, run_dir)
+        async with open_cluster(topo, run_dir=run_dir) as cluster:
+            await going(record, workers)
+            before = {w: [m for m in record.metrics if m["worker"] == w][-1] for w in moved}
+            t0 = time.time()
+            for process in processes:
+                process.kill()
+            for process in processes:
+                await process.wait()
+            processes = await start_other_host(path, run_dir)
+            firsts = [
+                await until(
+                    record,
+                    f"a clock from the new {w}",
+                    lambda w=w: record.line(
+                        t0,
+                        lambda m: m["worker"] == w and m["incarnation"] != before[w]["incarnation"],
+                    ),
+                )
+                for w in moved
+            ]
+            rejoined = len([e for e in cluster.deaths if e[0] in ON_OTHER_HOST])
     finally:
-        quiet_logging()  # closes the launcher's log file
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+    return {"total": max(f["wall"] for f in firsts) - t0, "deaths": float(rejoined)}
+
+
+def run_once(scratch: Path, n: int) -> dict[str, dict[str, float]]:
+    """One run of the three faults, then one of the other host's (each its own job)."""
+    result: dict[str, dict[str, float]] = {}
+    for name in ("run", "hosts"):
+        run_dir = scratch / f"{name}-{n}"
+        run_dir.mkdir()
+        configure_logging(
+            node="launcher",
+            log_file=run_dir / "logs" / "launcher.jsonl",
+            level="info",
+            console_level="error",
+        )
+        try:
+            with node_consoles(scratch / f"consoles-{n}.txt"):
+                if name == "run":
+                    result.update(trio.run(one_run, run_dir))
+                else:
+                    result["host"] = trio.run(host_run, run_dir)
+        finally:
+            quiet_logging()  # closes the launcher's log file
+    return result
 
 
 # --- report ----------------------------------------------------------------------------
@@ -474,7 +566,7 @@ def main() -> None:
             results.append(run_once(scratch, n))
             print(
                 f"run {n + 1}/{runs}: "
-                + ", ".join(f"{k} {results[-1][k]['total']:.3f}s" for k in FAULTS),
+                + ", ".join(f"{k} {results[-1][k]['total']:.3f}s" for k in [*FAULTS, "host"]),
                 flush=True,
             )
 
@@ -488,11 +580,23 @@ def main() -> None:
             [label, med(fault, "total"), min(totals), max(totals), len(totals),
              f"{med(fault, 'total') / LITERATURE_S:.2f}"]
         )  # fmt: skip
+    hosts = [r["host"]["total"] for r in results]
+    rows.append(
+        [f"host {OTHER_HOST} killed ({', '.join(ON_OTHER_HOST)}) -> its workers' first clocks",
+         med("host", "total"), min(hosts), max(hosts), len(hosts),
+         f"{med('host', 'total') / LITERATURE_S:.2f}"]
+    )  # fmt: skip
     print_table(
         f"Recovery during SSP training, 4 workers, 2 shards with backups; {runs} run(s); "
         f"heartbeat every {interval:g}s, deadline {deadline:g}s",
         ["", "median s", "min s", "max s", "runs", "/ 1 s"],
         rows,
+    )
+    print(
+        f"\nThe host's nodes were started again at once by their engine (this script) and "
+        f"rejoined; the worker kill's figure is a node the launcher restarted itself: host "
+        f"/ worker {med('host', 'total') / med('worker', 'total'):.2f}x (tcp with TLS for the "
+        "host's job, ipc for the others)."
     )
     stage_rows = []
     for stage, label in STAGES.items():
@@ -538,6 +642,7 @@ def main() -> None:
         "shard_rereplicate_s": med("rereplicate", "total"),
         "worker_replace_s": med("worker", "total"),
         "hung_worker_replace_s": med("hung", "total"),
+        "host_replace_s": med("host", "total"),
         "heartbeat_interval_s": interval,
         "heartbeat_deadline_s": deadline,
     }
@@ -545,6 +650,7 @@ def main() -> None:
         "shard_failover_vs_1s": figures["shard_failover_s"] / LITERATURE_S,
         "worker_replace_vs_1s": figures["worker_replace_s"] / LITERATURE_S,
         "hung_worker_replace_vs_1s": figures["hung_worker_replace_s"] / LITERATURE_S,
+        "host_replace_vs_worker_replace": figures["host_replace_s"] / figures["worker_replace_s"],
     }
     if args.json:
         write_json(args.json, figures, ratios)

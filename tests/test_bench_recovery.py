@@ -21,10 +21,16 @@ FIGURES = {
     "shard_rereplicate_s",
     "worker_replace_s",
     "hung_worker_replace_s",
+    "host_replace_s",
     "heartbeat_interval_s",
     "heartbeat_deadline_s",
 }
-RATIOS = {"shard_failover_vs_1s", "worker_replace_vs_1s", "hung_worker_replace_vs_1s"}
+RATIOS = {
+    "shard_failover_vs_1s",
+    "worker_replace_vs_1s",
+    "hung_worker_replace_vs_1s",
+    "host_replace_vs_worker_replace",
+}
 
 
 class TestRecoveryBenchmark:

@@ -8,6 +8,7 @@ as its host's engine would (``actorml node NAME --topology FILE``). See
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import trio
 from actorml.certs import write_set
 from actorml.hosts import as_url, joining_options
 from actorml.launch import Cluster, open_cluster
+from actorml.logship import LogShipper
 from actorml.messages import LAUNCHER_NODE
 from actorml.nodeproc import EXIT_JUDGED_DEAD
 from actorml.topology import ActorSpec, ClusterSpec, NodeSpec, Topology
@@ -111,7 +113,13 @@ class TestJoin:
                 assert (total.value, total.pid) == (100, there.pid)
                 await cluster.tell("c2", Add(5))
                 assert (await _total(cluster, "c2")).value == 105
+                shipped = cluster.run_dir / "logs" / "there.jsonl"
             assert there.returncode == 0
+            # Its log stays on its host and reached the launcher's logs/ too.
+            events = [json.loads(line)["event"] for line in shipped.read_text().splitlines()]
+            assert "node_ready" in events
+            here = tmp_path / "there" / "logs" / "there.jsonl"
+            assert "node_ready" in here.read_text()
 
     async def test_node_back_at_a_new_address_rejoins(self, tmp_path: Path) -> None:
         """A node killed on its host and started again elsewhere rejoins with a new
@@ -213,3 +221,17 @@ class TestJoiningOptions:
         assert as_url(topology, "tcp://10.0.0.1:7000") == "tls+tcp://10.0.0.1:7000"
         with pytest.raises(ValueError, match=r"^invalid address 'nowhere' \(expected"):
             as_url(topology, "nowhere")
+
+
+class TestLogShipper:
+    def test_bounded_oldest_dropped_and_counted(self) -> None:
+        """Past its capacity the queue drops the oldest lines and says how many."""
+        shipper = LogShipper(capacity=3, batch=2)
+        for i in range(5):
+            shipper.tap(f"line {i}\n")
+        first = shipper.take("there", 2)
+        assert first is not None
+        assert (first.lines, first.dropped) == (["line 2\n", "line 3\n"], 2)
+        second = shipper.take("there", 2)
+        assert second is not None and (second.lines, second.dropped) == (["line 4\n"], 0)
+        assert shipper.take("there", 2) is None

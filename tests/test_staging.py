@@ -159,3 +159,19 @@ class TestLoadAndStage:
             load_and_stage({"source": "oddmeta:x"}, where)
         assert caught.value.dataset.y_train.size == 112
         assert not where.parent.exists() or list(where.parent.iterdir()) == []
+
+
+def test_a_worker_on_another_host_without_the_copy_loads_it(tmp_path):
+    """A layout naming a staged copy this host does not have (another host staged it)
+    makes the worker load the data itself, the same rows."""
+    from actorml.actors.messages import Layout
+    from actorml.actors.worker import _training_rows
+
+    data = {"source": "sklearn:breast_cancer"}
+    where = staged_path(tmp_path, data)
+    stage(load_dataset(**data), where)
+    args = ({}, {}, data, 30, 2, ["shard-0"], 0, 16)
+    here, mapped = _training_rows(Layout(*args, staged=str(where)))
+    elsewhere, loaded = _training_rows(Layout(*args, staged=str(tmp_path / "not-here")))
+    assert (mapped, loaded) == (True, False)
+    assert all(_same(a, b) for a, b in zip(here(3, 1), elsewhere(3, 1), strict=True))

@@ -167,5 +167,5 @@ def test_a_section_that_fails_to_warm_is_skipped_not_fatal() -> None:
 
     registry.register("section", "boom", Boom)
     assert _warm({"kinds": [], "tables": {"boom": {}, "cluster": {}}}) == [
-        "[boom]: RuntimeError: cannot warm this"
+        "Boom.warm: RuntimeError: cannot warm this"
     ]
