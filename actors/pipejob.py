@@ -26,7 +26,7 @@ from .job import (
     OptimizerSection,
     ProtocolSection,
     _actor_kind,
-    _staleness_field,
+    _init_field,
 )
 from .pipeline import stage_name
 
@@ -160,7 +160,7 @@ def pipeline_nodes(
     if shards:
         cls = registry.resolve("protocol", protocol["kind"])
         args: dict[str, Any] = {"workers": [n for row in stages for n in row], "shards": shards}
-        if _staleness_field(cls) is not None and "staleness" in protocol:
+        if _init_field(cls, "staleness") is not None and "staleness" in protocol:
             args["staleness"] = protocol["staleness"]
         driver.append(
             {"name": "protocol", "kind": _actor_kind(protocol["kind"], cls), "args": args}
