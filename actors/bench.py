@@ -16,8 +16,9 @@ import trio
 
 from actorml import Actor, Promise, handler, message
 from actorml.models.base import Model, gather, localize
+from actorml.models.dataset import Dataset
 
-from .config import build_model
+from .config import build_model, make_layout
 from .messages import GetLayout, JoinJob, Layout, Push, PushAck, ShardHello, ShardRole
 from .scheduler import Scheduler
 from .shard import Shard
@@ -324,10 +325,13 @@ class WarmShard(Shard):
 class WarmScheduler(Scheduler):
     """A :class:`Scheduler` whose first held-out evaluation does not load numba kernels."""
 
-    async def started(self) -> None:
-        await super().started()
-        assert self.layout is not None
-        await _warm_layout(self.layout)
+    async def _load(self) -> Dataset:
+        dataset = await super()._load()
+        # Before the layout is out: the roles wait ("not ready") while this warms.
+        await _warm_layout(
+            make_layout(self.job, self.model, self.data, self.optimizer, self.shards, dataset)
+        )
+        return dataset
 
 
 # --- a worker's push + pull cycle against a real shard --------------------------------

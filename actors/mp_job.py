@@ -81,7 +81,7 @@ class ModelParallelJob:
         model = _problem(dict(data["model"]), "model")
         schedule = ScheduleSection.validate(dict(data.get("schedule", {})), "schedule")
         protocol = ProtocolSection.validate(dict(data.get("protocol", {"kind": "bsp"})), "protocol")
-        dp = {**job, "slowdown": {}, "jitter_s": 0.0}
+        dp = {**job, "slowdown": {}, "jitter_s": 0.0, "transient_p": 0.0}
         nodes = training_nodes(dp, model, {}, {"kind": "sgd", "lr": 1.0}, protocol)
         for node in nodes:
             for actor in node["actor"]:

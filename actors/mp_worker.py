@@ -123,7 +123,7 @@ class MpWorker(Worker):
         if changed.any():
             ids = coords[changed]
             grads = {TABLE: -deltas[changed][:, None]}  # the shards apply SGD with lr 1
-            await self._push(msg.round, {TABLE: ids}, grads, ok, me, inc)
+            await self._push(msg.round, {TABLE: ids}, grads, ok, me, inc, {})
         acked: dict[str, list[int]] = {}
         for shard, seq in self.acked[before:]:
             acked.setdefault(str(shard), []).append(seq)

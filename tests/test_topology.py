@@ -247,7 +247,8 @@ class TestErrors:
         """An unknown top-level table is an unknown option, naming the sections there are."""
         msg = (
             "<string>:6: protocl: unknown option (did you mean 'protocol'?) "
-            "(valid options: cluster, data, job, model, node, optimizer, pipeline, protocol, schedule)"
+            "(valid options: cluster, data, job, model, node, optimizer, pipeline, protocol, "
+            "schedule)"
         )
         with pytest.raises(TopologyError, match=exact(msg)):
             load(MINIMAL + '[protocl]\nkind = "ssp"\n')
