@@ -28,6 +28,7 @@ import trio
 from actorml import Actor, ActorGone, handler
 from actorml.models.layers import LayerRun
 from actorml.models.softmax import softmax_xent
+from actorml.protocols.contract import MinClock
 
 from .config import build_model
 from .messages import GetLayout, GetTables, Layout, RowsUpdate, Tables
@@ -209,6 +210,11 @@ class Stage(Actor):
         """ESSP: fresher rows, kept for the next clock (weights change only at a flush)."""
         if isinstance(self._store, ShardStore):
             self._store.offer(msg)
+
+    @handler
+    async def min_clock(self, msg: MinClock) -> None:
+        """The protocol's word that the slowest clock advanced: a stage asks its gate
+        every clock itself, so there is nothing to keep."""
 
     @handler
     async def stage_ready(self, msg: StageReady) -> None:
