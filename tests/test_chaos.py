@@ -40,7 +40,9 @@ def training(tmp_path: Path, protocol: str) -> Topology:
             },
             "data": {"source": "sklearn:breast_cancer"},
             "model": {"kind": "logreg"},
-            "optimizer": {"kind": "adam", "lr": 0.01},
+            # AdaGrad's step shrinks as it converges, so the end loss does not hang on where
+            # the kills fall: with Adam (lr 0.01) it moved by -2% to +2% from run to run.
+            "optimizer": {"kind": "adagrad", "lr": 0.1},
             "protocol": {"kind": protocol, "staleness": 2},
         }
     )
