@@ -54,7 +54,7 @@ _KINDS = {
     "job": {
         "model_parallel": "actorml.actors.mp_job:ModelParallelJob",
     },
-    # What a model-parallel job optimises, by coordinate (see actorml.actors.mp_job).
+    # What a model-parallel job optimises, round by round (see actorml.models.rounds).
     "problem": {
         "lasso": "actorml.models.lasso:Lasso",
     },
@@ -62,6 +62,7 @@ _KINDS = {
     "schedule": {
         "priority": "actorml.actors.schedules:PrioritySchedule",
         "random": "actorml.actors.schedules:RandomSchedule",
+        "rotation": "actorml.actors.schedules:RotationSchedule",
     },
     # Data sources by scheme: load_dataset("SCHEME:SPEC") (see actorml.models.data).
     "source": {

@@ -46,10 +46,11 @@ def build_optimizer(layout: Layout) -> Optimizer:
 
 
 def build_problem(layout: Layout) -> Any:
-    """The model-parallel problem (a ``"problem"`` kind, e.g. Lasso) a layout names."""
+    """The model-parallel problem (a ``"problem"`` kind, e.g. Lasso) a layout names,
+    with the sizes the scheduler took from the data (`actorml.models.rounds`)."""
     options: dict[str, Any] = dict(layout.model)
     cls = registry.resolve("problem", str(options.pop("kind")))
-    return cls(n_features=layout.n_features, **options)
+    return cls(**options)
 
 
 def build_table_map(layout: Layout, model: Any) -> TableMap:

@@ -79,7 +79,10 @@ class ModelParallelJob:
             raise TopologyError("model", "missing required table [model] for a [job]")
         job = ModelParallelJob.validate(dict(data["job"]), "job")
         model = _problem(dict(data["model"]), "model")
-        schedule = ScheduleSection.validate(dict(data.get("schedule", {})), "schedule")
+        default = registry.resolve("problem", model["kind"]).schedule
+        schedule = ScheduleSection.validate(
+            {"kind": default, **dict(data.get("schedule", {}))}, "schedule"
+        )
         protocol = ProtocolSection.validate(dict(data.get("protocol", {"kind": "bsp"})), "protocol")
         dp = {**job, "slowdown": {}, "jitter_s": 0.0, "transient_p": 0.0}
         nodes = training_nodes(dp, model, {}, {"kind": "sgd", "lr": 1.0}, protocol)
@@ -97,12 +100,15 @@ class ModelParallelJob:
 
 
 class ScheduleSection:
-    """``[schedule]``: ``kind`` (``priority``, ``random`` or ``pkg.mod:Class``) and its
-    options, checked by the schedule's class."""
+    """``[schedule]``: ``kind`` (``priority``, ``random``, ``rotation`` or
+    ``pkg.mod:Class``; the problem's own by default) and its options, checked by the
+    schedule's class."""
 
     @staticmethod
     def validate(table: dict[str, Any], path: str) -> dict[str, Any]:
-        out = {"kind": "priority", **table}
+        if "kind" not in table:  # the problem's own: the job checks it against that
+            return dict(table)
+        out = dict(table)
         kind = out["kind"]
         known = registry.known("schedule")
         if not isinstance(kind, str) or (kind not in known and ":" not in kind):

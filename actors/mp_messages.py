@@ -32,15 +32,17 @@ class MpJoined:
 
 @message("mp.round")
 class MpRound:
-    """Round ``round``: update the coordinates ``coords`` (sorted; may be empty)."""
+    """Round ``round``: update the block ``block`` (what the schedule planned: sorted
+    coordinate ids, or a pair of block ids; may be empty)."""
 
     round: int
-    coords: np.ndarray
+    block: np.ndarray
 
 
 @message("mp.round_done")
 class MpRoundDone:
-    """A worker's round: each coordinate's change, pushed and acknowledged by the shards.
+    """A worker's round, pushed and acknowledged by the shards: ``updates`` it made
+    (coordinates, ratings or tokens) in ``compute_s`` seconds.
 
     ``acked`` maps each shard slice to the push seqs it acknowledged (the audit that no
     acknowledged update is lost).
@@ -49,7 +51,6 @@ class MpRoundDone:
     worker: str
     incarnation: int
     round: int
-    coords: np.ndarray
-    deltas: np.ndarray
+    updates: int
     compute_s: float
     acked: dict[str, list[int]] = attrs.field(factory=dict)

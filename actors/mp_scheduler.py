@@ -1,15 +1,14 @@
 """The scheduler of a model-parallel job: runs the schedule S(t), round by round.
 
-Round ``t``: the schedule plans one block of coordinates per live worker; each worker
-gets its block (`MpRound`) and answers once its changes are pushed and acknowledged by
-the shards. A worker that dies during the round loses nothing acknowledged: its block
-goes back to the schedule (`Schedule.requeue`) and the job goes on with the others
-until its restarted incarnation joins again (`MpJoin`). After the round the scheduler
-reads ``beta`` back from the shards (what they hold is the truth, whatever the workers
-managed to report), tells the schedule how far each planned coordinate moved, and
-keeps its own residual, from which it writes the objective to ``metrics.jsonl``. Every
-``ceil(coordinates / round_size)`` rounds it computes the duality gap and ends the job
-once ``gap <= tolerance * objective`` (or after ``max_rounds``).
+Round ``t``: the schedule plans one block per live worker; each worker gets its block
+(`MpRound`) and answers once its changes are pushed and acknowledged by the shards. A
+worker that dies during the round loses nothing acknowledged: its block goes back to the
+schedule (`Schedule.requeue`) and the job goes on with the others until its restarted
+incarnation joins again (`MpJoin`). After the round the scheduler reads back the tables
+the problem's coordinator asks for (what the shards hold is the truth, whatever the
+workers managed to report), lets it judge the round (`Coordinator.after_round`: the
+metrics written to ``metrics.jsonl``, the changes `Schedule.observe` gets) and stops
+once it is done (`Coordinator.done`) or after ``max_rounds``.
 
 The table map, shard roles, failover of a dead primary and the audit of acknowledged
 pushes are the data-parallel scheduler's (this class extends it).
@@ -18,7 +17,6 @@ pushes are the data-parallel scheduler's (this class extends it).
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -28,21 +26,16 @@ import numpy as np
 import trio
 
 from actorml import ActorGone, AskTimeout, RemoteError, handler, registry
-from actorml.models.lasso import Design, duality_gap, objective, update_residual
+from actorml.models.rounds import Coordinator
 from actorml.protocols.contract import Leave
 
 from .config import build_problem
 from .messages import Layout, Pull, Rows, StopTraining
 from .mp_messages import MpJoin, MpJoined, MpRound, MpRoundDone
 from .scheduler import Scheduler, _audit_failure
-from .schedules import Schedule
+from .schedules import Schedule, sweeps_of
 
 __all__ = ["MpScheduler"]
-
-TABLE = "beta"
-
-DIVERGED = 10.0
-"""A job whose objective exceeds this many times that of ``beta = 0`` has diverged."""
 
 
 @attrs.define(eq=False)
@@ -51,8 +44,8 @@ class MpScheduler(Scheduler):
 
     Args:
         schedule: the ``[schedule]`` table: ``kind`` and the schedule's options.
-        (the rest as `Scheduler`; ``job`` holds ``max_rounds``, ``tolerance``,
-        ``round_timeout_s`` and ``wait_timeout_s``.)
+        (the rest as `Scheduler`; ``job`` holds ``max_rounds``, ``round_timeout_s``,
+        ``wait_timeout_s`` and what the problem's coordinator reads, e.g. ``tolerance``.)
     """
 
     schedule: dict[str, Any] = attrs.field(factory=dict)
@@ -61,38 +54,33 @@ class MpScheduler(Scheduler):
     rescheduled: int = attrs.field(init=False, default=0)
     history: list[dict[str, float]] = attrs.field(init=False, factory=list)
     _plan: Schedule | None = attrs.field(init=False, default=None)
-    _design: Design | None = attrs.field(init=False, default=None)
-    _alpha: float = attrs.field(init=False, default=0.0)
-    _beta: np.ndarray = attrs.field(init=False, factory=lambda: np.zeros(0))
-    _residual: np.ndarray = attrs.field(init=False, factory=lambda: np.zeros(0))
+    _coordinator: Coordinator | None = attrs.field(init=False, default=None)
     _joined: set[str] = attrs.field(init=False, factory=set)
     _arrived: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     async def started(self) -> None:
         options = {k: v for k, v in self.model.items() if k != "kind"}
         problem = registry.resolve("problem", str(self.model["kind"]))(**options)
-        design: Design = await trio.to_thread.run_sync(problem.load)
-        self._design, self._alpha = design, float(problem.alpha)
-        p = design.X.shape[1]
+        data = await trio.to_thread.run_sync(problem.load)
+        sizes = problem.sizes(data, len(self.workers))
         self.layout = Layout(
-            model=dict(self.model),
+            model={**self.model, **sizes},
             optimizer={"kind": "sgd", "lr": 1.0},  # a push carries -(change): applied as is
             data={},
-            n_features=p,
+            n_features=int(sizes.get("n_features", 0)),
             n_classes=1,
             shards=list(self.shards),
             seed=int(self.job.get("seed", 0)),
             batch_size=1,
         )
         self._model = build_problem(self.layout)
-        self._beta, self._residual = np.zeros(p), design.y.copy()
-        kind = str(self.schedule.get("kind", "priority"))
-        plan = registry.resolve("schedule", kind)(
-            **{k: v for k, v in self.schedule.items() if k != "kind"}
-        )
-        X = design.X
-        plan.setup(p, lambda ids: np.abs(X[:, ids].T @ X[:, ids]) / design.n, self.layout.seed)
-        self._plan = plan
+        kind = str(self.schedule.get("kind", problem.schedule))
+        options = {k: v for k, v in self.schedule.items() if k != "kind"}
+        coordinator = self._model.coordinator(data, {**self.job, **self.schedule})
+        plan = registry.resolve("schedule", kind)(**options)
+        n_params, dependence = coordinator.setup()
+        plan.setup(n_params, dependence, self.layout.seed)
+        self._plan, self._coordinator = plan, coordinator
         self.clocks = {}
         self.primaries = list(self.shards)
         self.backups = list(self.replicas) if self.replicas else [None] * len(self.shards)
@@ -100,7 +88,7 @@ class MpScheduler(Scheduler):
         if self.ctx.restarted:
             self._restore(self._state_file)
         self.ctx.log.info(
-            "job_ready", rows=design.n, coordinates=p, schedule=kind, round=self.round
+            "job_ready", problem=self.model["kind"], schedule=kind, round=self.round, **sizes
         )
 
     def _state(self) -> dict[str, Any]:
@@ -135,15 +123,14 @@ class MpScheduler(Scheduler):
             while not set(self.workers) <= self._joined:
                 self._arrived = trio.Event()
                 await self._arrived.wait()
-        if self.ctx.restarted:  # the residual died with the previous incarnation
-            await self._read_beta()
-        assert self._design is not None and self._plan is not None
-        p = self._beta.size
-        every = max(1, math.ceil(p / int(self.schedule.get("round_size", 32))))
-        tolerance = float(job.get("tolerance", 1e-6))
+        assert self._coordinator is not None and self._plan is not None
+        if self.ctx.restarted:  # what the coordinator kept died with the previous incarnation
+            names = self._coordinator.reads(self.round, sweeps_of(self._plan))
+            self._coordinator.after_round(
+                np.zeros(0, dtype=np.int64), await self._read(names), self.round,
+                sweeps_of(self._plan),
+            )  # fmt: skip
         max_rounds = int(job.get("max_rounds", 100_000))
-        gap = math.inf
-        start = objective(self._design, self._design.y, np.zeros(p), self._alpha)
         while self.round < max_rounds:
             if not self._joined:
                 with trio.move_on_after(wait) as waited:
@@ -155,18 +142,13 @@ class MpScheduler(Scheduler):
                     return
                 continue
             await self._one_round()
-            self.round += 1
-            if not self.history[-1]["objective"] <= DIVERGED * start:
-                break  # the schedule made it worse than beta = 0 by far: it diverged
-            if self.round % every == 0 or self.round == max_rounds:
-                gap = duality_gap(self._design, self._residual, self._beta, self._alpha)
-                if gap <= tolerance * max(self.history[-1]["objective"], 1e-300):
-                    break
-        await self._finish_rounds(gap)
+            if self._coordinator.done(self.round, sweeps_of(self._plan)):
+                break
+        await self._finish_rounds()
         await trio.sleep_forever()
 
     async def _one_round(self) -> None:
-        assert self._plan is not None and self._design is not None
+        assert self._plan is not None and self._coordinator is not None
         live = sorted(self._joined)
         blocks = self._plan.plan(len(live))
         round_timeout = float(self.job.get("round_timeout_s", 60.0))
@@ -188,13 +170,13 @@ class MpScheduler(Scheduler):
                 self._joined.discard(worker)
                 await self.ctx.tell(self.protocol, Leave(worker, "rescheduled"))
                 self._plan.requeue(block)  # type: ignore[union-attr]
-                self.rescheduled += block.size
+                self.rescheduled += 1
                 self.ctx.log.warning(
                     "block_rescheduled", worker=worker, round=self.round,
-                    coordinates=int(block.size), error=f"{type(exc).__name__}: {exc}",
+                    block=block.tolist(), error=f"{type(exc).__name__}: {exc}",
                 )  # fmt: skip
                 return
-            self.updates += int(block.size)
+            self.updates += done.updates
             compute.append(done.compute_s)
             for shard, seqs in done.acked.items():
                 self.acked.setdefault(int(shard), {}).setdefault(
@@ -204,15 +186,17 @@ class MpScheduler(Scheduler):
         async with trio.open_nursery() as nursery:
             for worker, block in zip(live, blocks, strict=True):
                 nursery.start_soon(give, worker, block)
+        self.round += 1
         planned = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
-        before = self._beta.copy()
-        await self._read_beta()
-        self._plan.observe(planned, self._beta[planned] - before[planned])
-        value = objective(self._design, self._residual, self._beta, self._alpha)
+        sweeps = sweeps_of(self._plan)
+        tables = await self._read(self._coordinator.reads(self.round, sweeps))
+        metrics, deltas = self._coordinator.after_round(planned, tables, self.round, sweeps)
+        if deltas is not None:
+            self._plan.observe(planned, deltas)
         now = time.perf_counter() - self._start
         row = {
-            "t": round(now, 4), "round": self.round, "objective": value,
-            "updates": self.updates, "workers": len(live),
+            "t": round(now, 4), "round": self.round - 1, **metrics,
+            "updates": self.updates, "sweeps": sweeps, "workers": len(live),
             "round_s": round(time.perf_counter() - t0, 6),
             "compute_s": round(max(compute, default=0.0), 6),
         }  # fmt: skip
@@ -220,16 +204,20 @@ class MpScheduler(Scheduler):
         self._metrics.write(json.dumps(row) + "\n")
         self._save(throttle=True)
 
-    async def _read_beta(self) -> None:
-        """``beta`` as the shards hold it; the residual follows the coordinates that moved."""
-        assert self._design is not None
-        fresh = self._beta.copy()
+    async def _read(self, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """The tables ``names``, whole, as the shards' primaries hold them now."""
+        assert self._model is not None
+        specs = {spec.name: spec for spec in self._model.tables()}
+        tables = {name: np.zeros((specs[name].rows, specs[name].cols)) for name in names}
+        if not names:
+            return tables
         deadline = trio.current_time() + float(self.job.get("wait_timeout_s", 300.0))
         for k in range(len(self.primaries)):
             while True:
                 try:
                     rows: Rows = await self.ctx.ask(
-                        self.primaries[k], Pull(self.ctx.ref.name, [TABLE], [None])
+                        self.primaries[k],
+                        Pull(self.ctx.ref.name, list(names), [None] * len(names)),
                     )
                     break
                 except (ActorGone, AskTimeout, RemoteError) as exc:
@@ -239,38 +227,27 @@ class MpScheduler(Scheduler):
                         raise
                     self.ctx.log.info("shard_unavailable", slice=k, error=str(exc))
                     await trio.sleep(0.05)
-            fresh[rows.rows[0]] = rows.values[0][:, 0]
-        moved = np.flatnonzero(fresh != self._beta)
-        update_residual(self._design.X, self._residual, moved, fresh[moved] - self._beta[moved])
-        self._beta = fresh
+            for name, ids, values in zip(rows.tables, rows.rows, rows.values, strict=True):
+                tables[name][ids] = values
+        return tables
 
-    async def _finish_rounds(self, gap: float) -> None:
+    async def _finish_rounds(self) -> None:
         self._finished = True
         elapsed = time.perf_counter() - self._start
-        assert self._design is not None
+        assert self._coordinator is not None
         for worker in sorted(self._joined):
             await self.ctx.tell(worker, StopTraining("converged"))
         params, audit = await self._fetch_audited()
         np.savez(self.run_dir / "params.npz", **params)
         self._metrics.flush()
-        beta = params[TABLE][:, 0]
-        residual = self._design.y - self._design.X @ beta  # from scratch: no drift
-        value = objective(self._design, residual, beta, self._alpha)
-        start = objective(self._design, self._design.y, np.zeros_like(beta), self._alpha)
-        diverged = not value <= DIVERGED * start
-        errors = [_audit_failure(audit).get("error", "")]
-        if diverged:
-            errors.append(f"diverged: objective {value:.6g} at round {self.round}")
+        result = self._coordinator.result(params)
+        errors = [_audit_failure(audit).get("error", ""), result.pop("error", "")]
         error = "; ".join(e for e in errors if e)
         await self.ctx.complete(
-            objective=value,
-            duality_gap=float(duality_gap(self._design, residual, beta, self._alpha)),
+            **result,
             rounds=self.round,
             updates=self.updates,
             rescheduled=self.rescheduled,
-            nonzero=int(np.count_nonzero(beta)),
-            converged=bool(gap <= float(self.job.get("tolerance", 1e-6)) * value),
-            diverged=diverged,
             train_seconds=round(elapsed, 3),
             params=str(self.run_dir / "params.npz"),
             metrics=str(self.run_dir / "metrics.jsonl"),

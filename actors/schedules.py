@@ -10,7 +10,14 @@ init fields are its options, checked by their validators. The scheduler calls:
 - `Schedule.observe` after the round, with the change of every coordinate the round
   planned, as the shards now hold it;
 - `Schedule.requeue` with the block of a worker that died during the round: its
-  coordinates must be planned again.
+  coordinates must be planned again;
+- ``sweeps`` (optional, 0 when absent): how many whole passes over the parameters it
+  has planned (a problem's coordinator may stop after a number of them), as
+  `sweeps_of` reads it.
+
+Coordinate schedules (``priority``, ``random``) plan coordinate ids; the ``rotation``
+schedule plans (row block, column block) pairs for problems whose data is a matrix of
+blocks (matrix factorisation, LDA).
 
 See ``docs/model-parallel.md``.
 """
@@ -23,9 +30,17 @@ from typing import Protocol, runtime_checkable
 import attrs
 import numpy as np
 
-from actorml.topology.fields import checked, integer, number_in
+from actorml.topology.fields import boolean, checked, integer, number_in
 
-__all__ = ["Dependence", "PrioritySchedule", "RandomSchedule", "Schedule", "split_blocks"]
+__all__ = [
+    "Dependence",
+    "PrioritySchedule",
+    "RandomSchedule",
+    "RotationSchedule",
+    "Schedule",
+    "split_blocks",
+    "sweeps_of",
+]
 
 Dependence = Callable[[np.ndarray], np.ndarray]
 """``dependence(ids)``: the matrix of ``|x_j . x_k| / n`` between the coordinates ``ids``."""
@@ -50,6 +65,11 @@ class Schedule(Protocol):
     def requeue(self, coords: np.ndarray) -> None:
         """A worker died with these coordinates: plan them again."""
         ...
+
+
+def sweeps_of(schedule: Schedule) -> int:
+    """The schedule's ``sweeps`` (a user's schedule may not count them: 0)."""
+    return int(getattr(schedule, "sweeps", 0))
 
 
 def split_blocks(chosen: np.ndarray, workers: int) -> list[np.ndarray]:
@@ -77,6 +97,7 @@ class RandomSchedule:
     _n: int = attrs.field(init=False, default=0)
     _rng: np.random.Generator = attrs.field(init=False, factory=np.random.default_rng)
     _pending: list[int] = attrs.field(init=False, factory=list)
+    _planned: int = attrs.field(init=False, default=0)
 
     def setup(self, n_params: int, dependence: Dependence, seed: int) -> None:
         self._n, self._rng = n_params, np.random.default_rng(seed)
@@ -85,7 +106,13 @@ class RandomSchedule:
         size = min(self.round_size, self._n)
         chosen = _first(self._pending, self._rng.choice(self._n, size=size, replace=False))
         self._pending.clear()
+        self._planned += size
         return split_blocks(chosen[:size], workers)
+
+    @property
+    def sweeps(self) -> int:
+        """Coordinates planned, in multiples of the coordinate count."""
+        return self._planned // max(self._n, 1)
 
     def observe(self, coords: np.ndarray, deltas: np.ndarray) -> None:
         pass
@@ -121,6 +148,7 @@ class PrioritySchedule:
     _dependence: Dependence | None = attrs.field(init=False, default=None)
     _rng: np.random.Generator = attrs.field(init=False, factory=np.random.default_rng)
     _pending: list[int] = attrs.field(init=False, factory=list)
+    _planned: int = attrs.field(init=False, default=0)
 
     def setup(self, n_params: int, dependence: Dependence, seed: int) -> None:
         self._priority = np.ones(n_params)
@@ -141,10 +169,71 @@ class PrioritySchedule:
                 kept.append(i)
                 if len(kept) == self.round_size:
                     break
+        self._planned += len(kept)
         return split_blocks(candidates[kept], workers)
+
+    @property
+    def sweeps(self) -> int:
+        """Coordinates planned, in multiples of the coordinate count."""
+        return self._planned // max(self._priority.size, 1)
 
     def observe(self, coords: np.ndarray, deltas: np.ndarray) -> None:
         self._priority[coords] = deltas * deltas + self.eta
 
     def requeue(self, coords: np.ndarray) -> None:
         self._pending.extend(int(c) for c in coords)
+
+
+@attrs.define(eq=False)
+class RotationSchedule:
+    """DSGD's and STRADS' static rotation over a ``B x B`` grid of blocks.
+
+    Rows (users, documents) and columns (items, words) are cut into ``B`` blocks each
+    (``B = n_params``, the problem's ``blocks``). Sub-epoch ``s`` of a sweep holds the
+    pairs ``(a, (a + s) % B)``: no two share a row block or a column block, so the
+    workers of a round never touch the same parameter row. A round hands out up to one
+    pair per live worker from the current sub-epoch, and moves to the next sub-epoch once
+    every pair of this one is done; with fewer workers than blocks a sub-epoch takes
+    several rounds. A requeued pair is handed out again within its sub-epoch. The order
+    of the sub-epochs is drawn again every sweep (``shuffle``), as DSGD does.
+
+    Blocks are int64 pairs ``[a, b]``.
+    """
+
+    shuffle: bool = attrs.field(default=True, validator=checked(boolean))
+    _blocks: int = attrs.field(init=False, default=1)
+    _rng: np.random.Generator = attrs.field(init=False, factory=np.random.default_rng)
+    _order: list[int] = attrs.field(init=False, factory=list)
+    _todo: list[int] = attrs.field(init=False, factory=list)
+    _sub: int = attrs.field(init=False, default=0)
+    _started: int = attrs.field(init=False, default=0)
+
+    def setup(self, n_params: int, dependence: Dependence, seed: int) -> None:
+        self._blocks, self._rng = max(1, n_params), np.random.default_rng(seed)
+
+    def plan(self, workers: int) -> list[np.ndarray]:
+        if not self._todo:  # the sub-epoch is done: the next one (a new sweep's first)
+            if not self._order:
+                order = np.arange(self._blocks)
+                if self.shuffle:
+                    self._rng.shuffle(order)
+                self._order = [int(s) for s in order]
+            self._sub = self._order.pop(0)
+            self._todo = list(range(self._blocks))  # its row blocks
+            self._started += 1
+        given, self._todo = self._todo[:workers], self._todo[workers:]
+        pairs = [np.array([a, (a + self._sub) % self._blocks], dtype=np.int64) for a in given]
+        return pairs + [np.zeros(0, dtype=np.int64)] * (workers - len(pairs))
+
+    def observe(self, coords: np.ndarray, deltas: np.ndarray) -> None:
+        pass
+
+    def requeue(self, coords: np.ndarray) -> None:
+        if coords.size == 2:  # rounds do not overlap: it is still this pair's sub-epoch
+            self._todo.insert(0, int(coords[0]))
+
+    @property
+    def sweeps(self) -> int:
+        """Whole sweeps done: every pair of the grid handed out and none requeued."""
+        done = self._started - (1 if self._todo else 0)
+        return done // self._blocks

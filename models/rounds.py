@@ -1,0 +1,107 @@
+"""What a model-parallel problem does in a round, on each side of the job.
+
+A model-parallel job (``[job] kind = "model_parallel"``) runs rounds: the scheduler's
+schedule hands each live worker a block, the worker pulls the parameter rows the block
+needs from the shards, computes, and pushes each row's change (the shards add it); then
+the scheduler reads back what it needs and judges the round. A problem (a ``"problem"``
+kind in the registry: `actorml.models.lasso.Lasso`, `actorml.models.mf.MatrixFactorisation`,
+`actorml.models.lda.Lda`) is a frozen attrs class whose init fields are its ``[model]``
+options plus the sizes its tables take from the data, and which provides:
+
+- ``OPTIONS``: the ``[model]`` keys a user may write;
+- ``schedule``: the schedule kind a job uses when ``[schedule]`` names none;
+- ``load()``: its data (every role that computes loads the same, deterministically);
+- ``sizes(data, workers)``: the fields of the problem the data (and the job's worker
+  count) fix, e.g. ``n_features``, or ``blocks`` when the user left it to the job; the
+  scheduler puts them in the layout, so every role builds the same problem and the
+  shards build the tables without the data;
+- ``tables()``: its parameter tables (`TableSpec`, float64 rows);
+- ``worker(data)``: a `BlockWorker`, a worker's side of every round;
+- ``coordinator(data, settings)``: a `Coordinator`, the scheduler's side
+  (``settings``: ``[job]`` and ``[schedule]`` merged, e.g. a stopping tolerance).
+
+Blocks are what the schedule plans (``Schedule.plan``): coordinate ids for Lasso, a
+(row block, column block) pair for the rotation schedules of matrix factorisation and
+LDA. A block's pushes must not touch a row another block of the same round touches
+unless the change is additive (counts, totals): the shards add every change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+__all__ = ["BlockWorker", "Changes", "Coordinator", "Problem"]
+
+Changes = dict[str, tuple[np.ndarray, np.ndarray]]
+"""Per table, sorted row ids and each row's change (``rows x cols``), added by the shards."""
+
+
+class BlockWorker(Protocol):
+    """A worker's side of a problem: what a block reads and what it changes."""
+
+    def needs(self, block: np.ndarray) -> dict[str, np.ndarray | None]:
+        """Per table, the sorted row ids the block reads (None: the whole table)."""
+        ...
+
+    def size(self, block: np.ndarray) -> int:
+        """The updates the block makes: coordinates, ratings or tokens (the job's
+        ``updates`` count these)."""
+        ...
+
+    def cost(self, block: np.ndarray) -> int:
+        """About how many multiply-adds the block takes (small ones run inline)."""
+        ...
+
+    def compute(self, block: np.ndarray, tables: dict[str, np.ndarray], round: int) -> Changes:
+        """The block's changes, from ``tables`` (full-size; the rows `needs` named are
+        fresh). Runs in a worker thread for big blocks: must not touch the event loop."""
+        ...
+
+
+class Coordinator(Protocol):
+    """The scheduler's side of a problem: what the schedule is set up with, what it
+    reads back after a round, and when the job is done."""
+
+    def setup(self) -> tuple[int, Any]:
+        """``(n_params, dependence)`` for `Schedule.setup`."""
+        ...
+
+    def reads(self, round: int, epoch: int) -> tuple[str, ...]:
+        """The tables to read back after round ``round`` (``epoch`` sweeps done)."""
+        ...
+
+    def after_round(
+        self, planned: np.ndarray, tables: dict[str, np.ndarray], round: int, epoch: int
+    ) -> tuple[dict[str, float], np.ndarray | None]:
+        """Judge a round from the tables `reads` named: ``(metrics, deltas)``, where
+        ``metrics`` goes to ``metrics.jsonl`` and ``deltas`` (per planned coordinate, or
+        None) to `Schedule.observe`."""
+        ...
+
+    def done(self, round: int, epoch: int) -> bool:
+        """True once the job has reached its goal (after `after_round`)."""
+        ...
+
+    def result(self, tables: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The job's result from every table as the shards hold it at the end; an
+        ``"error"`` key fails the job."""
+        ...
+
+
+class Problem(Protocol):
+    """A ``"problem"`` kind (see the module docstring)."""
+
+    schedule: str
+
+    def load(self) -> Any: ...
+
+    def sizes(self, data: Any, workers: int) -> dict[str, int]: ...
+
+    def worker(self, data: Any) -> BlockWorker: ...
+
+    def coordinator(self, data: Any, settings: Mapping[str, Any]) -> Coordinator:
+        """``settings``: the job's ``[job]`` and ``[schedule]`` tables, merged."""
+        ...
