@@ -28,9 +28,18 @@
    and sends that back (blocking calls, no copies beyond nng's own). The first batch of
    each is a warm-up; the figures are medians over the rest.
 
+3. Time to accuracy, start-up included, on the generated dense set: the held-out
+   accuracy the one-process loop (``train_local``, batch 1000, Adam) reaches after one
+   epoch is the target; the seconds from spawning that loop's process to its exit,
+   beside the seconds from spawning ``actorml up FILE`` (2 workers / 1 shard, SSP(3),
+   ``batches_per_clock = 4``, ``target_accuracy`` the target, evaluated every 25
+   clocks, at most 5 epochs) to its exit: ``ratios.time_to_target_vs_single_dense``.
+   Both sides start from the same npz file, as a user's would; a job that ends without
+   reaching the target counts its whole time and says so.
+
 ``--quick`` runs each job once on smaller sets (dense 100k rows, sparse 100k rows).
 
-    python bench/throughput.py [--quick] [--json PATH] [--part samples|cycles|all]
+    python bench/throughput.py [--quick] [--json PATH] [--part samples|cycles|target|all]
 """
 
 from __future__ import annotations
@@ -233,6 +242,58 @@ async def measure_samples(todo: list[Job], repeats: int, quick: bool, tmp: Path)
     return out
 
 
+# --- 3. time to accuracy, start-up included -----------------------------------------------
+
+TARGET_JOB = Job("dense", "_dense", 2, 1, 1000, 1, LOGREG, ADAM, batches_per_clock=4)
+
+
+def up_topology(target: float, data: dict[str, Any], run_root: Path) -> dict[str, Any]:
+    """The topology file a user would write for the dense job, stopping at ``target``."""
+    job = TARGET_JOB
+    return {
+        "cluster": {"name": "bench-target", "transport": "ipc", "run_dir": str(run_root),
+                    "ready_timeout_s": 300.0},
+        "job": {"workers": job.workers, "shards": job.shards, "epochs": 5,
+                "batch_size": job.batch, "batches_per_clock": job.batches_per_clock,
+                "target_accuracy": target, "eval_every_clocks": 25, "progress": False},
+        "data": data, "model": job.model, "optimizer": job.optimizer, "protocol": job.protocol,
+    }  # fmt: skip
+
+
+def measure_target(repeats: int, quick: bool, tmp: Path) -> dict[str, list[float]]:
+    """Per repeat: the one-process loop's seconds and accuracy, the job's seconds and
+    accuracy, both from spawn to exit."""
+    import tomli_w
+
+    data = job_data("dense", quick, tmp)
+    out: dict[str, list[float]] = {"single_s": [], "single_acc": [], "job_s": [], "job_acc": []}
+    for n in range(repeats):
+        began = time.perf_counter()
+        _, _, accuracy = single_process(TARGET_JOB, data)
+        out["single_s"].append(time.perf_counter() - began)
+        out["single_acc"].append(accuracy)
+        topology = tmp / f"target-{n}.toml"
+        runs = tmp / f"runs-{n}"
+        topology.write_text(tomli_w.dumps(up_topology(accuracy, data, runs)))
+        began = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "actorml", "up", str(topology)],
+            capture_output=True, text=True, timeout=1200, cwd=tmp,
+        )  # fmt: skip
+        out["job_s"].append(time.perf_counter() - began)
+        if done.returncode != 0:
+            raise RuntimeError(f"actorml up failed ({done.returncode}): {done.stderr[-2000:]}")
+        (result,) = runs.glob("bench-target-*/result.json")
+        summary = json.loads(result.read_text())
+        out["job_acc"].append(float(summary["test_accuracy"]))
+        print(
+            f"to accuracy {accuracy:.4f}: one process {out['single_s'][-1]:.2f} s, "
+            f"actorml up {out['job_s'][-1]:.2f} s (reached {summary['test_accuracy']:.4f})",
+            flush=True,
+        )
+    return out
+
+
 # --- 2. push + pull cycles ---------------------------------------------------------------
 
 TABLE_ROWS, TABLE_COLS = 8192, 64  # float64: 4 MiB
@@ -382,7 +443,10 @@ def raw_cycle_client(address: str) -> None:
 def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0])
     parser.add_argument(
-        "--part", choices=("samples", "cycles", "all"), default="all", help="what to measure"
+        "--part",
+        choices=("samples", "cycles", "target", "all"),
+        default="all",
+        help="what to measure",
     )
     args = parser.parse_args()
     quiet_logging()
@@ -440,6 +504,25 @@ def main() -> None:
             ["", "median /s", "min /s", "max /s", "rtt ms", "p90 ms", "actor / this"],
             rows,
         )
+    if args.part in ("target", "all"):
+        with scratch_dir() as tmp:
+            target = measure_target(1 if args.quick else 3, args.quick, tmp)
+        one, job = median(target["single_s"]), median(target["job_s"])
+        figures["time_to_target_s_single_dense"] = one
+        figures["time_to_target_s_dense"] = job
+        figures["target_accuracy_dense"] = median(target["single_acc"])
+        figures["reached_accuracy_dense"] = median(target["job_acc"])
+        ratios["time_to_target_vs_single_dense"] = job / one
+        print_table(
+            "Seconds to the one-process loop's one-epoch held-out accuracy, start-up "
+            "included (spawn to exit)",
+            ["", "median s", "accuracy", "runs"],
+            [["one process (train_local)", one, median(target["single_acc"]),
+              len(target["single_s"])],
+             ["actorml up, 2w/1s, 4 batches/clock", job, median(target["job_acc"]),
+              len(target["job_s"])]],
+        )  # fmt: skip
+        print(f"time_to_target_vs_single_dense: {job / one:.2f}")
     print(f"\nwall time {time.perf_counter() - began:.0f} s")
     if args.json:
         write_json(args.json, figures, ratios)

@@ -57,7 +57,8 @@ class TestTrainingBenchmarks:
 
     def test_throughput_quick_run(self, tmp_path: Path, ipc_dir: str) -> None:
         """`bench/throughput.py --quick` reports samples/s of the flights, dense and sparse
-        jobs beside one process, their clock overheads, and cycles/s beside raw pynng."""
+        jobs beside one process, their clock overheads, cycles/s beside raw pynng, and
+        the dense job's time to the one-process accuracy, start-up included."""
         data = _run("throughput", tmp_path, ipc_dir)
         jobs = ("", "_dense", "_dense_k4", "_sparse")
         assert set(data["figures"]) == {
@@ -71,10 +72,15 @@ class TestTrainingBenchmarks:
             "overhead_per_clock_ms_4w",
             "cycles_per_s",
             "raw_cycles_per_s",
+            "time_to_target_s_single_dense",
+            "time_to_target_s_dense",
+            "target_accuracy_dense",
+            "reached_accuracy_dense",
         }
         assert set(data["ratios"]) == {
             *(f"samples_per_s_vs_single{job}" for job in jobs),
             "cycles_per_s_vs_raw",
+            "time_to_target_vs_single_dense",
         }
         for key, value in {**data["figures"], **data["ratios"]}.items():
             assert _positive(value), (key, value)
