@@ -197,7 +197,8 @@ class RotationSchedule:
     several rounds. A requeued pair is handed out again within its sub-epoch. The order
     of the sub-epochs is drawn again every sweep (``shuffle``), as DSGD does.
 
-    Blocks are int64 pairs ``[a, b]``.
+    Blocks are int64 triples ``[a, b, sweep]``: the pair and the sweep it belongs to
+    (a problem may vary its step size or seed by sweep).
     """
 
     shuffle: bool = attrs.field(default=True, validator=checked(boolean))
@@ -222,14 +223,15 @@ class RotationSchedule:
             self._todo = list(range(self._blocks))  # its row blocks
             self._started += 1
         given, self._todo = self._todo[:workers], self._todo[workers:]
-        pairs = [np.array([a, (a + self._sub) % self._blocks], dtype=np.int64) for a in given]
+        sweep, blocks = (self._started - 1) // self._blocks, self._blocks
+        pairs = [np.array([a, (a + self._sub) % blocks, sweep], dtype=np.int64) for a in given]
         return pairs + [np.zeros(0, dtype=np.int64)] * (workers - len(pairs))
 
     def observe(self, coords: np.ndarray, deltas: np.ndarray) -> None:
         pass
 
     def requeue(self, coords: np.ndarray) -> None:
-        if coords.size == 2:  # rounds do not overlap: it is still this pair's sub-epoch
+        if coords.size:  # rounds do not overlap: it is still this pair's sub-epoch
             self._todo.insert(0, int(coords[0]))
 
     @property

@@ -12,7 +12,7 @@ def rounds_of_a_sweep(schedule: RotationSchedule, blocks: int, workers: int) -> 
     out = []
     start = schedule.sweeps
     while schedule.sweeps == start:
-        out.append([tuple(int(x) for x in b) for b in schedule.plan(workers) if b.size])
+        out.append([tuple(int(x) for x in b[:2]) for b in schedule.plan(workers) if b.size])
     return out
 
 
@@ -35,17 +35,19 @@ class TestRotation:
         schedule = RotationSchedule(shuffle=False)
         schedule.setup(2, None, seed=0)
         first = schedule.plan(2)
-        assert [b.tolist() for b in first] == [[0, 0], [1, 1]]
+        assert [b.tolist() for b in first] == [[0, 0, 0], [1, 1, 0]]
         schedule.requeue(first[1])
         again = schedule.plan(2)
-        assert again[0].tolist() == [1, 1] and again[1].size == 0
+        assert again[0].tolist() == [1, 1, 0] and again[1].size == 0
         assert schedule.sweeps == 0
-        schedule.plan(2)  # the second sub-epoch: (0, 1) and (1, 0)
+        second = schedule.plan(2)  # the second sub-epoch: (0, 1) and (1, 0)
+        assert [b.tolist() for b in second] == [[0, 1, 0], [1, 0, 0]]
         assert schedule.sweeps == 1
+        assert [b[2] for b in schedule.plan(2)] == [1, 1]  # the next sweep
 
     def test_empty_blocks_for_workers_beyond_the_grid(self) -> None:
         schedule = RotationSchedule()
         schedule.setup(2, None, seed=0)
         plan = schedule.plan(5)
-        assert [b.size for b in plan] == [2, 2, 0, 0, 0]
+        assert [b.size for b in plan] == [3, 3, 0, 0, 0]
         assert all(b.dtype == np.int64 for b in plan)
