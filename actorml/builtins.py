@@ -57,6 +57,8 @@ _KINDS = {
     # What a model-parallel job optimises, round by round (see actorml.models.rounds).
     "problem": {
         "lasso": "actorml.models.lasso:Lasso",
+        "lda": "actorml.models.lda:Lda",
+        "mf": "actorml.models.mf:MatrixFactorisation",
     },
     # Model-parallel schedules S(t) (see actorml.actors.schedules).
     "schedule": {

@@ -33,10 +33,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["BlockWorker", "Changes", "Coordinator", "Problem"]
+__all__ = ["BlockWorker", "Changes", "Coordinator", "Problem", "changed_rows"]
 
 Changes = dict[str, tuple[np.ndarray, np.ndarray]]
 """Per table, sorted row ids and each row's change (``rows x cols``), added by the shards."""
+
+
+def changed_rows(name: str, ids: np.ndarray, deltas: np.ndarray) -> Changes:
+    """``{name: (ids, deltas)}`` for the rows whose change is not zero (an empty dict
+    when none is): a push carries only what moved."""
+    moved = np.flatnonzero(np.any(deltas != 0.0, axis=1))
+    return {name: (ids[moved], deltas[moved])} if moved.size else {}
 
 
 class BlockWorker(Protocol):
