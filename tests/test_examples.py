@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import trio
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
 
 from actorml.local import open_local_cluster
 from actorml.models import load_dataset
@@ -39,13 +39,23 @@ def shortened(path: Path) -> dict[str, Any]:
     return data
 
 
+FIT_IN_SECONDS = 5_000_000
+"""Training sets up to this many entries get a logistic regression fitted to the end as
+the reference; bigger ones (Fashion-MNIST, 47M: lbfgs took minutes here) a ridge
+classifier, solved in closed form in seconds (0.81 held-out on Fashion-MNIST)."""
+
+
 def _baselines(data: dict[str, Any]) -> tuple[float, float]:
-    """The majority-class rate of the test rows, and scikit-learn's logistic regression
-    accuracy on them (trained on the same training rows)."""
+    """The majority-class rate of the test rows, and a fitted linear classifier's
+    accuracy on them (trained on the same training rows; see `FIT_IN_SECONDS`)."""
     options = {k: v for k, v in data.items() if k != "source"}
     dataset = load_dataset(data["source"], **options)
     majority = float(np.bincount(dataset.y_test).max() / dataset.y_test.size)
-    model = LogisticRegression(max_iter=2000).fit(dataset.X_train, dataset.y_train)
+    if dataset.X_train.shape[0] * dataset.X_train.shape[1] <= FIT_IN_SECONDS:
+        model: Any = LogisticRegression(max_iter=2000)
+    else:
+        model = RidgeClassifier(alpha=1.0)
+    model.fit(dataset.X_train, dataset.y_train)
     return majority, float(model.score(dataset.X_test, dataset.y_test))
 
 
