@@ -14,12 +14,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import attrs
 import lda
 import pytest
 
-from actorml.actors.mp_messages import MpRound
-from actorml.actors.mp_worker import MpWorker
 from actorml.models.lda import reuters_counts
 from actorml.models.mf import load_ratings, rmse
 from actorml.topology import Topology
@@ -35,14 +32,14 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def example(name: str, crash: str | None = None, **model: Any) -> Topology:
     """examples/NAME.toml as written (``model`` overrides; ``crash``: a worker that
-    crashes once, `CrashOnce`)."""
+    crashes as its first round with a block begins, ``test_model_parallel.CrashOnce``)."""
     path = EXAMPLES / f"{name}.toml"
     data = tomllib.loads(path.read_text())
     data["job"]["progress"] = False
     data["model"].update(model)
     if crash:
         data["node"] = [{"name": crash, "actor": [{
-            "name": crash, "kind": "tests.test_model_parallel_rotation:CrashOnce",
+            "name": crash, "kind": "tests.test_model_parallel:CrashOnce",
             "restart": "transient", "args": {}}]}]  # fmt: skip
     topology = Topology.from_dict(data, source=str(path))
     topology.check()
@@ -99,13 +96,3 @@ class TestLda:
         ours = result["per_token_log_likelihood"]
         assert abs(ours - theirs) <= 0.02 * abs(theirs), (ours, theirs)
         check_audit(result)
-
-
-@attrs.define(eq=False)
-class CrashOnce(MpWorker):
-    """A worker whose first incarnation crashes as its first round with a block begins."""
-
-    async def _round(self, msg: MpRound, *args: Any) -> Any:
-        if msg.block.size and self.ctx.ref.incarnation % (1 << 20) == 1:
-            raise RuntimeError("crashed mid-round")
-        return await MpWorker._round(self, msg, *args)
