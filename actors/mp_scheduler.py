@@ -26,14 +26,15 @@ import numpy as np
 import trio
 
 from actorml import ActorGone, AskTimeout, RemoteError, handler, registry
-from actorml.models.rounds import Coordinator
+from actorml.models.rounds import Changes, Coordinator, Repairs
 from actorml.protocols.contract import Leave
 
 from .config import build_problem
-from .messages import Layout, Pull, Rows, StopTraining
+from .messages import Layout, Pull, Push, PushAck, Rows, StopTraining
 from .mp_messages import MpJoin, MpJoined, MpRound, MpRoundDone
 from .scheduler import Scheduler, _audit_failure
 from .schedules import Schedule, sweeps_of
+from .tables import TableMap
 
 __all__ = ["MpScheduler"]
 
@@ -56,6 +57,7 @@ class MpScheduler(Scheduler):
     _plan: Schedule | None = attrs.field(init=False, default=None)
     _coordinator: Coordinator | None = attrs.field(init=False, default=None)
     _joined: set[str] = attrs.field(init=False, factory=set)
+    _seq: int = attrs.field(init=False, default=0)
     _arrived: trio.Event = attrs.field(init=False, factory=trio.Event)
 
     async def started(self) -> None:
@@ -154,6 +156,7 @@ class MpScheduler(Scheduler):
         round_timeout = float(self.job.get("round_timeout_s", 60.0))
         t0 = time.perf_counter()
         compute: list[float] = []
+        lost: list[np.ndarray] = []
 
         async def give(worker: str, block: np.ndarray) -> None:
             try:
@@ -170,6 +173,7 @@ class MpScheduler(Scheduler):
                 self._joined.discard(worker)
                 await self.ctx.tell(self.protocol, Leave(worker, "rescheduled"))
                 self._plan.requeue(block)  # type: ignore[union-attr]
+                lost.append(block)
                 self.rescheduled += 1
                 self.ctx.log.warning(
                     "block_rescheduled", worker=worker, round=self.round,
@@ -186,6 +190,10 @@ class MpScheduler(Scheduler):
         async with trio.open_nursery() as nursery:
             for worker, block in zip(live, blocks, strict=True):
                 nursery.start_soon(give, worker, block)
+        if isinstance(self._coordinator, Repairs):
+            for block in lost:  # no worker pushes now: the tables hold still
+                tables = await self._read(self._coordinator.repair_reads(block))
+                await self._push(self._coordinator.repair(block, tables))
         self.round += 1
         planned = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
         sweeps = sweeps_of(self._plan)
@@ -230,6 +238,29 @@ class MpScheduler(Scheduler):
             for name, ids, values in zip(rows.tables, rows.rows, rows.values, strict=True):
                 tables[name][ids] = values
         return tables
+
+    async def _push(self, changes: Changes) -> None:
+        """Push ``changes`` to the shards as this scheduler (`Repairs`), each slice's part
+        acknowledged (and counted in the audit) before the next."""
+        if not changes:
+            return
+        assert self._model is not None
+        tmap = TableMap(tuple(self._model.tables()), tuple(self.primaries))
+        me, inc = self.ctx.ref.name, self.ctx.ref.incarnation
+        parts: dict[int, tuple[list[str], list[np.ndarray | None], list[np.ndarray]]] = {}
+        for name, (ids, deltas) in changes.items():
+            for shard, rows in tmap.split(name, ids):
+                assert rows is not None
+                tables, at, grads = parts.setdefault(shard, ([], [], []))
+                tables.append(name)
+                at.append(rows)
+                grads.append(-deltas[np.searchsorted(ids, rows)])  # SGD, lr 1: adds the change
+        for shard, (tables, at, grads) in sorted(parts.items()):
+            self._seq += 1
+            msg = Push(me, inc, self._seq, self.round, tables, at, grads)
+            ack: PushAck = await self.ctx.ask(self.primaries[shard], msg)
+            self.acked.setdefault(shard, {}).setdefault(f"{me}#{inc}", set()).add(ack.seq)
+        self.ctx.log.warning("tables_repaired", round=self.round, tables=sorted(changes))
 
     async def _finish_rounds(self) -> None:
         self._finished = True

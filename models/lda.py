@@ -637,6 +637,25 @@ class LdaCoordinator:
     def done(self, round: int, epoch: int) -> bool:
         return epoch >= self.sweeps
 
+    def repair_reads(self, block: np.ndarray) -> tuple[str, ...]:
+        return ("z", "nwk", "nk")
+
+    def repair(self, block: np.ndarray, tables: dict[str, np.ndarray]) -> Changes:
+        """After a worker died holding ``block``: its word block's ``nwk`` rows and ``nk``
+        as the counts of ``z`` (the truth: a token's topic is one row, pushed whole or
+        not at all), whichever of its pushes had landed."""
+        w0, w1 = make_blocks(self.corpus, self.blocks).words(int(block[1]))
+        z = tables["z"][:, 0].astype(np.int64) - 1
+        k, words = self.topics, self.corpus.words
+        inside = (z >= 0) & (words >= w0) & (words < w1)
+        rows = np.bincount((words[inside] - w0) * k + z[inside], minlength=(w1 - w0) * k)
+        nwk = rows.reshape(w1 - w0, k).astype(np.float64)
+        nk = np.bincount(z[z >= 0], minlength=k).astype(np.float64)
+        return {
+            **changed_rows("nwk", np.arange(w0, w1, dtype=np.int64), nwk - tables["nwk"][w0:w1]),
+            **changed_rows("nk", np.zeros(1, dtype=np.int64), (nk - tables["nk"][0])[None, :]),
+        }
+
     def result(self, tables: dict[str, np.ndarray]) -> dict[str, Any]:
         z = tables["z"][:, 0].astype(np.int64) - 1
         _, nwk, nk = counts(self.corpus, np.maximum(z, 0), self.topics)

@@ -29,11 +29,11 @@ unless the change is additive (counts, totals): the shards add every change.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["BlockWorker", "Changes", "Coordinator", "Problem", "changed_rows"]
+__all__ = ["BlockWorker", "Changes", "Coordinator", "Problem", "Repairs", "changed_rows"]
 
 Changes = dict[str, tuple[np.ndarray, np.ndarray]]
 """Per table, sorted row ids and each row's change (``rows x cols``), added by the shards."""
@@ -95,6 +95,26 @@ class Coordinator(Protocol):
     def result(self, tables: dict[str, np.ndarray]) -> dict[str, Any]:
         """The job's result from every table as the shards hold it at the end; an
         ``"error"`` key fails the job."""
+        ...
+
+
+@runtime_checkable
+class Repairs(Protocol):
+    """A coordinator whose tables must agree with each other (LDA's counts and topics)
+    and so must be put right after a worker died mid-round.
+
+    A worker's changes of one round reach each shard in a push of its own; a worker
+    killed between two of them leaves some applied and some not. Between rounds, when no
+    worker pushes, the scheduler reads `repair_reads` and pushes what `repair` returns,
+    as itself (the audit counts these pushes like a worker's).
+    """
+
+    def repair_reads(self, block: np.ndarray) -> tuple[str, ...]:
+        """The tables (whole) `repair` needs for the lost ``block``."""
+        ...
+
+    def repair(self, block: np.ndarray, tables: dict[str, np.ndarray]) -> Changes:
+        """The changes that make the tables agree again after ``block`` was lost."""
         ...
 
 

@@ -14,9 +14,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import attrs
 import lda
+import numpy as np
 import pytest
 
+from actorml.actors.mp_worker import MpWorker
 from actorml.models.lda import reuters_counts
 from actorml.models.mf import load_ratings, rmse
 from actorml.topology import Topology
@@ -30,16 +33,21 @@ pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def example(name: str, crash: str | None = None, **model: Any) -> Topology:
-    """examples/NAME.toml as written (``model`` overrides; ``crash``: a worker that
-    crashes as its first round with a block begins, ``test_model_parallel.CrashOnce``)."""
+def example(
+    name: str,
+    crash: str | None = None,
+    kind: str = "tests.test_model_parallel:CrashOnce",
+    **model: Any,
+) -> Topology:
+    """examples/NAME.toml as written (``model`` overrides; ``crash``: a worker of kind
+    ``kind``, by default one that crashes as its first round with a block begins)."""
     path = EXAMPLES / f"{name}.toml"
     data = tomllib.loads(path.read_text())
     data["job"]["progress"] = False
     data["model"].update(model)
     if crash:
         data["node"] = [{"name": crash, "actor": [{
-            "name": crash, "kind": "tests.test_model_parallel:CrashOnce",
+            "name": crash, "kind": kind,
             "restart": "transient", "args": {}}]}]  # fmt: skip
     topology = Topology.from_dict(data, source=str(path))
     topology.check()
@@ -96,3 +104,50 @@ class TestLda:
         ours = result["per_token_log_likelihood"]
         assert abs(ours - theirs) <= 0.02 * abs(theirs), (ours, theirs)
         check_audit(result)
+
+    async def test_a_worker_dying_between_its_pushes_leaves_the_counts_repaired(
+        self, tmp_path: Path
+    ) -> None:
+        """worker-3 pushes its first round's changes to shard 0 only and dies: nk (and
+        maybe some nwk rows) moved while its tokens' z did not. The scheduler repairs
+        the word block's nwk rows and nk from z before the next round: the counts equal
+        the counts of z at the end. (Without the repair: consistent is false.)"""
+        topology = example(
+            "lda", crash="worker-3", kind="tests.test_model_parallel_rotation:HalfPushOnce",
+            sweeps=30,
+        )  # fmt: skip
+        result = await train(topology, tmp_path)
+        assert result["rescheduled"] == 1, result
+        assert result["consistent"], result
+        assert result["updates"] == 30 * result["tokens"]
+        theirs = package_per_token(30, 20, 0.1, 0.01)
+        ours = result["per_token_log_likelihood"]
+        assert abs(ours - theirs) <= 0.02 * abs(theirs), (ours, theirs)
+        check_audit(result)
+
+
+@attrs.define(eq=False)
+class HalfPushOnce(MpWorker):
+    """A worker whose first incarnation pushes its first round's changes to slice 0 only,
+    then crashes: as if killed between its pushes to two shards."""
+
+    async def _push(
+        self, clock: int, rows: dict[str, Any], grads: dict[str, Any], *args: Any
+    ) -> None:
+        if self.ctx.ref.incarnation % (1 << 20) != 1:
+            return await MpWorker._push(self, clock, rows, grads, *args)
+        assert self._map is not None
+        first: dict[str, Any] = {}
+        rest = 0
+        for name, ids in rows.items():
+            for shard, part in self._map.split(name, ids):
+                if shard == 0:
+                    first[name] = (part, grads[name][np.searchsorted(ids, part)])
+                else:
+                    rest += len(part)
+        assert first and rest, "the block's changes must lie on both slices"
+        await MpWorker._push(
+            self, clock, {n: r for n, (r, _) in first.items()},
+            {n: g for n, (_, g) in first.items()}, *args,
+        )  # fmt: skip
+        raise RuntimeError("killed between its pushes to two shards")
