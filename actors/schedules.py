@@ -30,6 +30,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 import numpy as np
 
+from actorml.models.rounds import rotation
 from actorml.topology.fields import boolean, checked, integer, number_in
 
 __all__ = [
@@ -224,7 +225,8 @@ class RotationSchedule:
             self._started += 1
         given, self._todo = self._todo[:workers], self._todo[workers:]
         sweep, blocks = (self._started - 1) // self._blocks, self._blocks
-        pairs = [np.array([a, (a + self._sub) % blocks, sweep], dtype=np.int64) for a in given]
+        column = dict(rotation(blocks, self._sub))
+        pairs = [np.array([a, column[a], sweep], dtype=np.int64) for a in given]
         return pairs + [np.zeros(0, dtype=np.int64)] * (workers - len(pairs))
 
     def observe(self, coords: np.ndarray, deltas: np.ndarray) -> None:

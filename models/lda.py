@@ -49,7 +49,7 @@ from scipy.special import gammaln
 from actorml.topology.fields import checked, choice, integer, number_in
 
 from .base import TableSpec
-from .rounds import Changes, changed_rows
+from .rounds import Changes, SweepCoordinator, changed_rows, rotation
 
 __all__ = [
     "DATA",
@@ -228,12 +228,6 @@ def make_blocks(corpus: Corpus, blocks: int) -> Blocks:
     doc_weight = np.bincount(corpus.docs, minlength=corpus.n_docs)
     word_weight = np.bincount(corpus.words, minlength=corpus.n_words)
     return Blocks(_balanced(doc_weight, blocks), _balanced(word_weight, blocks))
-
-
-def rotation(blocks: int, step: int) -> list[tuple[int, int]]:
-    """The pairs ``(doc block, word block)`` of round ``step`` of a sweep; the ``blocks``
-    rounds of a sweep cover every pair once, and no round repeats a block."""
-    return [(a, (a + step) % blocks) for a in range(blocks)]
 
 
 @attrs.frozen(eq=False)
@@ -507,8 +501,9 @@ class Lda:
 
     def coordinator(self, data: Corpus, settings: Mapping[str, Any]) -> LdaCoordinator:
         return LdaCoordinator(
-            data, self.topics, self.alpha, self.eta, self.sweeps, max(1, self.blocks)
-        )
+            self.sweeps, max(1, self.blocks), corpus=data, topics=self.topics,
+            alpha=self.alpha, eta=self.eta,
+        )  # fmt: skip
 
 
 def _doc_topics(corpus: Corpus, z: np.ndarray, d0: int, d1: int, t0: int, k: int) -> np.ndarray:
@@ -596,36 +591,23 @@ class LdaWorker:
 
 
 @attrs.define(eq=False)
-class LdaCoordinator:
+class LdaCoordinator(SweepCoordinator):
     """The scheduler's side of an LDA job: after every sweep it reads ``nwk`` and ``z``
     and writes the per-token log-likelihood (`per_token_log_likelihood`, ``ndk`` rebuilt
-    from ``z``); done after ``sweeps`` sweeps."""
+    from ``z``); done after ``sweeps`` sweeps. It `Repairs` the counts after a worker
+    died mid-round."""
 
-    corpus: Corpus
-    topics: int
-    alpha: float
-    eta: float
-    sweeps: int
-    blocks: int
-    _evaluated: int = attrs.field(init=False, default=-1)
-    value: float = attrs.field(init=False, default=float("nan"))
+    TABLES = ("nwk", "z")
 
-    def setup(self) -> tuple[int, Any]:
-        return self.blocks, None  # the rotation's grid: no dependence to measure
+    corpus: Corpus = attrs.field(kw_only=True)
+    topics: int = attrs.field(kw_only=True)
+    alpha: float = attrs.field(kw_only=True)
+    eta: float = attrs.field(kw_only=True)
 
-    def reads(self, round: int, epoch: int) -> tuple[str, ...]:
-        return ("nwk", "z") if epoch > self._evaluated else ()
+    def evaluate(self, tables: dict[str, np.ndarray]) -> dict[str, float]:
+        return {"per_token_log_likelihood": self.per_token(tables)}
 
-    def after_round(
-        self, planned: np.ndarray, tables: dict[str, np.ndarray], round: int, epoch: int
-    ) -> tuple[dict[str, float], np.ndarray | None]:
-        if "z" not in tables:
-            return {}, None
-        self._evaluated = epoch
-        self.value = self.evaluate(tables)
-        return {"sweep": epoch, "per_token_log_likelihood": self.value}, None
-
-    def evaluate(self, tables: dict[str, np.ndarray]) -> float:
+    def per_token(self, tables: dict[str, np.ndarray]) -> float:
         """The per-token log-likelihood of the state the tables hold (tokens without a
         topic yet count nowhere)."""
         z = tables["z"][:, 0].astype(np.int64) - 1
@@ -634,8 +616,21 @@ class LdaCoordinator:
             return float("nan")
         return per_token_log_likelihood(tables["nwk"], ndk, self.alpha, self.eta)
 
-    def done(self, round: int, epoch: int) -> bool:
-        return epoch >= self.sweeps
+    def result(self, tables: dict[str, np.ndarray]) -> dict[str, Any]:
+        z = tables["z"][:, 0].astype(np.int64) - 1
+        _, nwk, nk = counts(self.corpus, np.maximum(z, 0), self.topics)
+        consistent = bool(
+            (z >= 0).all()
+            and np.array_equal(nwk, tables["nwk"])
+            and np.array_equal(nk, tables["nk"][0])
+        )
+        return {
+            "per_token_log_likelihood": self.per_token(tables),
+            "sweeps": self.evaluated,
+            "tokens": self.corpus.n_tokens,
+            "consistent": consistent,
+            **({} if consistent else {"error": "the counts do not match the topics z"}),
+        }
 
     def repair_reads(self, block: np.ndarray) -> tuple[str, ...]:
         return ("z", "nwk", "nk")
@@ -654,20 +649,4 @@ class LdaCoordinator:
         return {
             **changed_rows("nwk", np.arange(w0, w1, dtype=np.int64), nwk - tables["nwk"][w0:w1]),
             **changed_rows("nk", np.zeros(1, dtype=np.int64), (nk - tables["nk"][0])[None, :]),
-        }
-
-    def result(self, tables: dict[str, np.ndarray]) -> dict[str, Any]:
-        z = tables["z"][:, 0].astype(np.int64) - 1
-        _, nwk, nk = counts(self.corpus, np.maximum(z, 0), self.topics)
-        consistent = bool(
-            (z >= 0).all()
-            and np.array_equal(nwk, tables["nwk"])
-            and np.array_equal(nk, tables["nk"][0])
-        )
-        return {
-            "per_token_log_likelihood": self.evaluate(tables),
-            "sweeps": self._evaluated,
-            "tokens": self.corpus.n_tokens,
-            "consistent": consistent,
-            **({} if consistent else {"error": "the counts do not match the topics z"}),
         }

@@ -42,7 +42,7 @@ import numpy as np
 from actorml.topology.fields import checked, choice, integer, number_in
 
 from .base import TableSpec
-from .rounds import Changes, changed_rows
+from .rounds import Changes, SweepCoordinator, changed_rows, rotation
 
 __all__ = [
     "DATA",
@@ -207,12 +207,6 @@ def block_bounds(n: int, blocks: int) -> np.ndarray:
     if not 1 <= blocks <= n:
         raise ValueError(f"cannot cut {n} ids into {blocks} blocks")
     return (np.arange(blocks + 1, dtype=np.int64) * n) // blocks
-
-
-def rotation(blocks: int, step: int) -> list[tuple[int, int]]:
-    """The pairs ``(user block, item block)`` of sub-epoch ``step``: ``(a, (a + step) %
-    blocks)``; the ``blocks`` sub-epochs of an epoch cover every pair once."""
-    return [(a, (a + step) % blocks) for a in range(blocks)]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -536,7 +530,9 @@ class MatrixFactorisation:
     def coordinator(
         self, data: tuple[Ratings, Ratings, float], settings: Mapping[str, Any]
     ) -> MfCoordinator:
-        return MfCoordinator(data[0], data[1], self.lam, self.epochs, max(1, self.blocks))
+        return MfCoordinator(
+            self.epochs, max(1, self.blocks), train=data[0], test=data[1], lam=self.lam
+        )
 
 
 @attrs.define(eq=False)
@@ -585,31 +581,17 @@ class MfWorker:
 
 
 @attrs.define(eq=False)
-class MfCoordinator:
+class MfCoordinator(SweepCoordinator):
     """The scheduler's side of a matrix factorisation job: after every epoch (a sweep
     of the rotation) it reads ``W`` and ``H`` and writes the training objective and the
-    train and held-out RMSE; done after ``epochs`` epochs."""
+    train and held-out RMSE; done after ``epochs`` epochs (``sweeps``)."""
 
-    train: Ratings
-    test: Ratings
-    lam: float
-    epochs: int
-    blocks: int
-    _evaluated: int = attrs.field(init=False, default=-1)
+    TABLES = ("W", "H")
+    LABEL = "epoch"
 
-    def setup(self) -> tuple[int, Any]:
-        return self.blocks, None  # the rotation's grid: no dependence to measure
-
-    def reads(self, round: int, epoch: int) -> tuple[str, ...]:
-        return ("W", "H") if epoch > self._evaluated else ()
-
-    def after_round(
-        self, planned: np.ndarray, tables: dict[str, np.ndarray], round: int, epoch: int
-    ) -> tuple[dict[str, float], np.ndarray | None]:
-        if "W" not in tables:
-            return {}, None
-        self._evaluated = epoch
-        return {"epoch": epoch, **self.evaluate(tables)}, None
+    train: Ratings = attrs.field(kw_only=True)
+    test: Ratings = attrs.field(kw_only=True)
+    lam: float = attrs.field(kw_only=True)
 
     def evaluate(self, tables: dict[str, np.ndarray]) -> dict[str, float]:
         """The objective on the train ratings and the train and held-out RMSE."""
@@ -620,8 +602,5 @@ class MfCoordinator:
             "test_rmse": rmse(W, H, self.test),
         }
 
-    def done(self, round: int, epoch: int) -> bool:
-        return epoch >= self.epochs
-
     def result(self, tables: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {**self.evaluate(tables), "epochs": self._evaluated}
+        return {**self.evaluate(tables), "epochs": self.evaluated}

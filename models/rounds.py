@@ -29,14 +29,31 @@ unless the change is additive (counts, totals): the shards add every change.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import attrs
 import numpy as np
 
-__all__ = ["BlockWorker", "Changes", "Coordinator", "Problem", "Repairs", "changed_rows"]
+__all__ = [
+    "BlockWorker",
+    "Changes",
+    "Coordinator",
+    "Problem",
+    "Repairs",
+    "SweepCoordinator",
+    "changed_rows",
+    "rotation",
+]
 
 Changes = dict[str, tuple[np.ndarray, np.ndarray]]
 """Per table, sorted row ids and each row's change (``rows x cols``), added by the shards."""
+
+
+def rotation(blocks: int, step: int) -> list[tuple[int, int]]:
+    """The pairs (row block, column block) of sub-epoch ``step`` of the DSGD / STRADS
+    rotation: ``(a, (a + step) % blocks)``. No two share a row block or a column block,
+    and the ``blocks`` sub-epochs of a sweep cover every pair once."""
+    return [(a, (a + step) % blocks) for a in range(blocks)]
 
 
 def changed_rows(name: str, ids: np.ndarray, deltas: np.ndarray) -> Changes:
@@ -132,3 +149,39 @@ class Problem(Protocol):
     def coordinator(self, data: Any, settings: Mapping[str, Any]) -> Coordinator:
         """``settings``: the job's ``[job]`` and ``[schedule]`` tables, merged."""
         ...
+
+
+@attrs.define(eq=False)
+class SweepCoordinator:
+    """A coordinator for problems judged once per sweep of the rotation (matrix
+    factorisation, LDA): after a round that completed a sweep it reads `TABLES` back and
+    writes `evaluate`'s figures beside the sweep count (under `LABEL`); done after
+    ``sweeps`` sweeps. Subclasses give `TABLES`, `LABEL`, `evaluate` and `result`."""
+
+    TABLES: ClassVar[tuple[str, ...]] = ()
+    LABEL: ClassVar[str] = "sweep"
+
+    sweeps: int
+    blocks: int
+    evaluated: int = attrs.field(init=False, default=-1)
+
+    def setup(self) -> tuple[int, Any]:
+        return self.blocks, None  # the rotation's grid: no dependence to measure
+
+    def reads(self, round: int, epoch: int) -> tuple[str, ...]:
+        return self.TABLES if epoch > self.evaluated else ()
+
+    def after_round(
+        self, planned: np.ndarray, tables: dict[str, np.ndarray], round: int, epoch: int
+    ) -> tuple[dict[str, float], np.ndarray | None]:
+        if not tables:
+            return {}, None
+        self.evaluated = epoch
+        return {self.LABEL: epoch, **self.evaluate(tables)}, None
+
+    def evaluate(self, tables: dict[str, np.ndarray]) -> dict[str, float]:
+        """The figures of the state ``tables`` hold (whole tables, `TABLES` at least)."""
+        raise NotImplementedError
+
+    def done(self, round: int, epoch: int) -> bool:
+        return epoch >= self.sweeps
