@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import numpy as np
@@ -37,6 +38,8 @@ from .schedules import Schedule, sweeps_of
 from .tables import TableMap
 
 __all__ = ["MpScheduler"]
+
+T = TypeVar("T")
 
 
 @attrs.define(eq=False)
@@ -127,10 +130,11 @@ class MpScheduler(Scheduler):
                 await self._arrived.wait()
         assert self._coordinator is not None and self._plan is not None
         if self.ctx.restarted:  # what the coordinator kept died with the previous incarnation
-            names = self._coordinator.reads(self.round, sweeps_of(self._plan))
-            self._coordinator.after_round(
-                np.zeros(0, dtype=np.int64), await self._read(names), self.round,
-                sweeps_of(self._plan),
+            sweeps = sweeps_of(self._plan)
+            tables = await self._read(self._coordinator.reads(self.round, sweeps))
+            await _off_loop(
+                self._coordinator.after_round, np.zeros(0, dtype=np.int64), tables, self.round,
+                sweeps,
             )  # fmt: skip
         max_rounds = int(job.get("max_rounds", 100_000))
         while self.round < max_rounds:
@@ -193,12 +197,14 @@ class MpScheduler(Scheduler):
         if isinstance(self._coordinator, Repairs):
             for block in lost:  # no worker pushes now: the tables hold still
                 tables = await self._read(self._coordinator.repair_reads(block))
-                await self._push(self._coordinator.repair(block, tables))
+                await self._push(await _off_loop(self._coordinator.repair, block, tables))
         self.round += 1
         planned = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
         sweeps = sweeps_of(self._plan)
         tables = await self._read(self._coordinator.reads(self.round, sweeps))
-        metrics, deltas = self._coordinator.after_round(planned, tables, self.round, sweeps)
+        metrics, deltas = await _off_loop(
+            self._coordinator.after_round, planned, tables, self.round, sweeps
+        )
         if deltas is not None:
             self._plan.observe(planned, deltas)
         now = time.perf_counter() - self._start
@@ -271,7 +277,7 @@ class MpScheduler(Scheduler):
         params, audit = await self._fetch_audited()
         np.savez(self.run_dir / "params.npz", **params)
         self._metrics.flush()
-        result = self._coordinator.result(params)
+        result = await _off_loop(self._coordinator.result, params)
         errors = [_audit_failure(audit).get("error", ""), result.pop("error", "")]
         error = "; ".join(e for e in errors if e)
         await self.ctx.complete(
@@ -285,3 +291,9 @@ class MpScheduler(Scheduler):
             audit=audit,
             **({"error": error} if error else {}),
         )
+
+
+async def _off_loop(function: Callable[..., T], *args: Any) -> T:
+    """``function(*args)`` in a worker thread: a coordinator's evaluation of whole
+    tables can take seconds, and the node's heartbeats must go on meanwhile."""
+    return await trio.to_thread.run_sync(function, *args)

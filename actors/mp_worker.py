@@ -111,6 +111,13 @@ class MpWorker(Worker):
         if ids:
             grads = {name: -changes[name][1] for name in ids}  # the shards apply SGD, lr 1
             await self._push(msg.round, dict(ids), grads, ok, me, inc, {})
+        owns = getattr(side, "owns", None)
+        if owns is not None:
+            # Rows only this block writes in this round hold, once pushed, every update
+            # stamped up to this round: fresh for the next one, no pull needed then.
+            for name, rows in owns(block).items():
+                stamp = self._cache.stamp[name]
+                stamp[rows] = np.maximum(stamp[rows], msg.round + 1)
         acked: dict[str, list[int]] = {}
         for shard, seq in self.acked[before:]:
             acked.setdefault(str(shard), []).append(seq)

@@ -554,6 +554,12 @@ class LdaWorker:
             "z": np.arange(t0, t1, dtype=np.int64),
         }
 
+    def owns(self, block: np.ndarray) -> dict[str, np.ndarray]:
+        """Its word block's nwk rows and its documents' z rows: no other pair of the
+        round shares a word block or a document block (nk is everyone's)."""
+        needs = self.needs(block)
+        return {"nwk": needs["nwk"], "z": needs["z"]}
+
     def size(self, block: np.ndarray) -> int:
         return int(self.index.tokens(int(block[0]), int(block[1])).size)
 

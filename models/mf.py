@@ -560,6 +560,11 @@ class MfWorker:
         users, items = self._rows(block)
         return {"W": users, "H": items}
 
+    def owns(self, block: np.ndarray) -> dict[str, np.ndarray]:
+        """The block's rows: no other pair of its round shares a user or an item."""
+        users, items = self._rows(block)
+        return {"W": users, "H": items}
+
     def size(self, block: np.ndarray) -> int:
         return int(self.index.pair(int(block[0]), int(block[1])).size)
 
@@ -593,12 +598,28 @@ class MfCoordinator(SweepCoordinator):
     test: Ratings = attrs.field(kw_only=True)
     lam: float = attrs.field(kw_only=True)
 
+    _sorted: Ratings | None = attrs.field(init=False, default=None)
+    _per_user: np.ndarray = attrs.field(init=False, factory=lambda: np.zeros(0))
+    _per_item: np.ndarray = attrs.field(init=False, factory=lambda: np.zeros(0))
+
     def evaluate(self, tables: dict[str, np.ndarray]) -> dict[str, float]:
-        """The objective on the train ratings and the train and held-out RMSE."""
-        W, H = tables["W"], tables["H"]
+        """The objective on the train ratings and the train and held-out RMSE: one
+        `predict` over the train ratings sorted by user (rows of ``W`` read in order),
+        the ratings per row counted once."""
+        if self._sorted is None:
+            order = np.argsort(self.train.users, kind="stable")
+            self._sorted = self.train.take(order)
+            self._per_user = np.bincount(self.train.users, minlength=self.train.n_users)
+            self._per_item = np.bincount(self.train.items, minlength=self.train.n_items)
+        W, H, train = tables["W"], tables["H"], self._sorted
+        errors = train.values - predict(train.users, train.items, W, H)
+        sse = float(errors @ errors)
+        penalty = self._per_user @ np.einsum("ij,ij->i", W, W) + self._per_item @ np.einsum(
+            "ij,ij->i", H, H
+        )
         return {
-            "objective": objective(W, H, self.train, self.lam),
-            "train_rmse": rmse(W, H, self.train),
+            "objective": sse + self.lam * float(penalty),
+            "train_rmse": float(np.sqrt(sse / max(train.n_ratings, 1))),
             "test_rmse": rmse(W, H, self.test),
         }
 

@@ -84,6 +84,11 @@ class BlockWorker(Protocol):
         fresh). Runs in a worker thread for big blocks: must not touch the event loop."""
         ...
 
+    # Optional: ``owns(block) -> dict[str, np.ndarray]``, per table the rows no other
+    # block of the same round reads or writes (MF's W and H rows, LDA's nwk rows and
+    # its documents' z rows; not LDA's shared nk, nor Lasso's beta). After the round
+    # they are known fresh, so the worker's next round does not pull them again.
+
 
 class Coordinator(Protocol):
     """The scheduler's side of a problem: what the schedule is set up with, what it
