@@ -34,8 +34,9 @@ the single process runs the same blocks, settings and passes:
 
 A job's samples per second are the updates of its last round over its time from the
 start of its first round to the end of its last (``metrics.jsonl``: start-up and data
-loading excluded, the scheduler's read-back and evaluation after every epoch or sweep
-included; ``train_seconds`` is not used, it counts from the first worker's join); the
+loading excluded; the job runs with ``evaluate_every = 0``, so its one read-back and
+evaluation after the last epoch or sweep is included, as the one process evaluates only
+at its end; ``train_seconds`` is not used, it counts from the first worker's join); the
 single process's are its samples over its training time (the history's ``seconds``:
 data loading and its evaluation after each epoch excluded). ``*_rounds_vs_single``
 leaves the job's evaluation out as well: what its evaluated rounds took beyond a plain
@@ -78,12 +79,13 @@ SHARDS = 1
 #: ``generated:lowrank`` ([model] gen_*) and the DSGD settings, in the job and alone
 MF_FULL = {"gen_users": 50_000, "gen_items": 20_000, "gen_ratings": 20_000_000, "epochs": 10}
 MF_QUICK = {"gen_users": 4_000, "gen_items": 2_000, "gen_ratings": 300_000, "epochs": 6}
+#: evaluate_every 0: the job evaluates once, at the end, as the one-process run is timed
 MF_SETTINGS = {"rank": 10, "lam": 0.02, "lr": 0.05, "decay": 0.1, "gen_rank": 10,
-               "noise": 0.5, "seed": 0, "holdout": 0.1}  # fmt: skip
+               "noise": 0.5, "seed": 0, "holdout": 0.1, "evaluate_every": 0}  # fmt: skip
 #: ``generated:lda`` ([model] docs, vocab, doc_length, topics) and the sweeps
 LDA_FULL = {"docs": 20_000, "vocab": 5_000, "doc_length": 200, "topics": 300, "sweeps": 10}
 LDA_QUICK = {"docs": 1_000, "vocab": 2_000, "doc_length": 100, "topics": 20, "sweeps": 3}
-LDA_SETTINGS = {"alpha": 0.1, "eta": 0.01, "seed": 0}
+LDA_SETTINGS = {"alpha": 0.1, "eta": 0.01, "seed": 0, "evaluate_every": 0}
 
 
 def optimum(problem: dict[str, Any]) -> float:

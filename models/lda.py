@@ -451,6 +451,8 @@ class Lda:
         sweeps: how many passes over every token.
         blocks: document and word blocks of the rotation (0: as many as workers).
         seed: the seed of the initial topics, the kernels and ``generated:lda``.
+        evaluate_every: sweeps between the job's evaluations (per-token log-likelihood
+            in ``metrics.jsonl``); 0: only after the last.
         docs, vocab, doc_length: the shape of ``generated:lda`` (drawn with ``topics``,
             ``alpha`` and ``eta``).
     """
@@ -458,8 +460,8 @@ class Lda:
     name: ClassVar[str] = "lda"
     schedule: ClassVar[str] = "rotation"
     OPTIONS: ClassVar[tuple[str, ...]] = (
-        "data", "topics", "alpha", "eta", "sweeps", "blocks", "seed", "docs", "vocab",
-        "doc_length",
+        "data", "topics", "alpha", "eta", "sweeps", "blocks", "seed", "evaluate_every",
+        "docs", "vocab", "doc_length",
     )  # fmt: skip
 
     n_features: int = 1
@@ -472,6 +474,7 @@ class Lda:
     sweeps: int = attrs.field(default=100, validator=checked(integer(1, 1_000_000)))
     blocks: int = attrs.field(default=0, validator=checked(integer(0, 100_000)))
     seed: int = attrs.field(default=0, validator=checked(integer(0)))
+    evaluate_every: int = attrs.field(default=1, validator=checked(integer(0)))
     docs: int = attrs.field(default=10_000, validator=checked(integer(1, 100_000_000)))
     vocab: int = attrs.field(default=10_000, validator=checked(integer(1, 100_000_000)))
     doc_length: int = attrs.field(default=200, validator=checked(integer(1, 1_000_000)))
@@ -501,8 +504,8 @@ class Lda:
 
     def coordinator(self, data: Corpus, settings: Mapping[str, Any]) -> LdaCoordinator:
         return LdaCoordinator(
-            self.sweeps, max(1, self.blocks), corpus=data, topics=self.topics,
-            alpha=self.alpha, eta=self.eta,
+            self.sweeps, max(1, self.blocks), self.evaluate_every, corpus=data,
+            topics=self.topics, alpha=self.alpha, eta=self.eta,
         )  # fmt: skip
 
 

@@ -457,6 +457,8 @@ class MatrixFactorisation:
         epochs: passes over every rating.
         blocks: user and item blocks of the rotation (0: as many as workers).
         seed: the seed of the split, the initial factors and ``generated:lowrank``.
+        evaluate_every: epochs between the job's evaluations (objective, RMSEs in
+            ``metrics.jsonl``); 0: only after the last.
         holdout: the fraction of ratings held out for evaluation.
         gen_users, gen_items, gen_ratings, gen_rank, noise: the shape of
             ``generated:lowrank``.
@@ -469,8 +471,8 @@ class MatrixFactorisation:
     name: ClassVar[str] = "mf"
     schedule: ClassVar[str] = "rotation"
     OPTIONS: ClassVar[tuple[str, ...]] = (
-        "data", "rank", "lam", "lr", "decay", "epochs", "blocks", "seed", "holdout",
-        "gen_users", "gen_items", "gen_ratings", "gen_rank", "noise",
+        "data", "rank", "lam", "lr", "decay", "epochs", "blocks", "seed", "evaluate_every",
+        "holdout", "gen_users", "gen_items", "gen_ratings", "gen_rank", "noise",
     )  # fmt: skip
 
     n_features: int = 1
@@ -487,6 +489,7 @@ class MatrixFactorisation:
     epochs: int = attrs.field(default=60, validator=checked(integer(1, 1_000_000)))
     blocks: int = attrs.field(default=0, validator=checked(integer(0, 100_000)))
     seed: int = attrs.field(default=0, validator=checked(integer(0)))
+    evaluate_every: int = attrs.field(default=1, validator=checked(integer(0)))
     holdout: float = attrs.field(default=0.1, validator=checked(number_in(0.0, 0.9)))
     gen_users: int = attrs.field(default=10_000, validator=checked(integer(1, 100_000_000)))
     gen_items: int = attrs.field(default=5_000, validator=checked(integer(1, 100_000_000)))
@@ -531,8 +534,9 @@ class MatrixFactorisation:
         self, data: tuple[Ratings, Ratings, float], settings: Mapping[str, Any]
     ) -> MfCoordinator:
         return MfCoordinator(
-            self.epochs, max(1, self.blocks), train=data[0], test=data[1], lam=self.lam
-        )
+            self.epochs, max(1, self.blocks), self.evaluate_every, train=data[0],
+            test=data[1], lam=self.lam,
+        )  # fmt: skip
 
 
 @attrs.define(eq=False)

@@ -160,21 +160,24 @@ class Problem(Protocol):
 class SweepCoordinator:
     """A coordinator for problems judged once per sweep of the rotation (matrix
     factorisation, LDA): after a round that completed a sweep it reads `TABLES` back and
-    writes `evaluate`'s figures beside the sweep count (under `LABEL`); done after
-    ``sweeps`` sweeps. Subclasses give `TABLES`, `LABEL`, `evaluate` and `result`."""
+    writes `evaluate`'s figures beside the sweep count (under `LABEL`), every ``every``
+    sweeps (0: only after the last) and after the last; done after ``sweeps`` sweeps.
+    Subclasses give `TABLES`, `LABEL`, `evaluate` and `result`."""
 
     TABLES: ClassVar[tuple[str, ...]] = ()
     LABEL: ClassVar[str] = "sweep"
 
     sweeps: int
     blocks: int
+    every: int = 1
     evaluated: int = attrs.field(init=False, default=-1)
 
     def setup(self) -> tuple[int, Any]:
         return self.blocks, None  # the rotation's grid: no dependence to measure
 
     def reads(self, round: int, epoch: int) -> tuple[str, ...]:
-        return self.TABLES if epoch > self.evaluated else ()
+        due = epoch >= self.sweeps or (self.every > 0 and epoch % self.every == 0)
+        return self.TABLES if epoch > self.evaluated and due else ()
 
     def after_round(
         self, planned: np.ndarray, tables: dict[str, np.ndarray], round: int, epoch: int

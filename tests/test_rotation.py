@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from actorml.actors.schedules import RotationSchedule
+from actorml.models.rounds import SweepCoordinator
 
 
 def rounds_of_a_sweep(schedule: RotationSchedule, blocks: int, workers: int) -> list[list]:
@@ -51,3 +52,31 @@ class TestRotation:
         plan = schedule.plan(5)
         assert [b.size for b in plan] == [3, 3, 0, 0, 0]
         assert all(b.dtype == np.int64 for b in plan)
+
+
+class TestSweepCoordinator:
+    @pytest.mark.parametrize(
+        "every, evaluated", [(1, [0, 1, 2, 3, 4, 5]), (2, [0, 2, 4, 5]), (0, [5])]
+    )
+    def test_it_reads_back_every_n_sweeps_and_after_the_last(
+        self, every: int, evaluated: list[int]
+    ) -> None:
+        """The tables are read after a round that completed a due sweep (every ``every``,
+        0: none before the last), once per sweep, and always after the last."""
+
+        class Counting(SweepCoordinator):
+            TABLES = ("t",)
+
+            def evaluate(self, tables: dict[str, np.ndarray]) -> dict[str, float]:
+                return {"value": 1.0}
+
+        coordinator = Counting(5, 2, every)
+        seen = []
+        for round_, sweep in enumerate([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5]):
+            names = coordinator.reads(round_, sweep)
+            tables = {name: np.zeros((1, 1)) for name in names}
+            metrics, _ = coordinator.after_round(np.zeros(0), tables, round_, sweep)
+            if metrics:
+                seen.append(metrics["sweep"])
+        assert seen == evaluated
+        assert coordinator.done(10, 5) and not coordinator.done(9, 4)
