@@ -602,20 +602,16 @@ class MfCoordinator(SweepCoordinator):
     test: Ratings = attrs.field(kw_only=True)
     lam: float = attrs.field(kw_only=True)
 
-    _sorted: Ratings | None = attrs.field(init=False, default=None)
-    _per_user: np.ndarray = attrs.field(init=False, factory=lambda: np.zeros(0))
-    _per_item: np.ndarray = attrs.field(init=False, factory=lambda: np.zeros(0))
+    _per_user: np.ndarray | None = attrs.field(init=False, default=None)
+    _per_item: np.ndarray | None = attrs.field(init=False, default=None)
 
     def evaluate(self, tables: dict[str, np.ndarray]) -> dict[str, float]:
-        """The objective on the train ratings and the train and held-out RMSE: one
-        `predict` over the train ratings sorted by user (rows of ``W`` read in order),
-        the ratings per row counted once."""
-        if self._sorted is None:
-            order = np.argsort(self.train.users, kind="stable")
-            self._sorted = self.train.take(order)
+        """The objective on the train ratings and the train and held-out RMSE, from one
+        `predict` over the train ratings (the ratings per row counted once)."""
+        if self._per_user is None or self._per_item is None:
             self._per_user = np.bincount(self.train.users, minlength=self.train.n_users)
             self._per_item = np.bincount(self.train.items, minlength=self.train.n_items)
-        W, H, train = tables["W"], tables["H"], self._sorted
+        W, H, train = tables["W"], tables["H"], self.train
         errors = train.values - predict(train.users, train.items, W, H)
         sse = float(errors @ errors)
         penalty = self._per_user @ np.einsum("ij,ij->i", W, W) + self._per_item @ np.einsum(
