@@ -176,11 +176,13 @@ class TestConformance:
 
     async def test_an_open_gate_costs_no_round_trip(self, tmp_path: Path) -> None:
         """Workers within the bound proceed on the slowest clock the protocol told them:
-        of 96 reads under SSP(3) without a straggler, at most 4 ask the protocol (28 did
-        when it stopped telling them)."""
+        of 96 reads under SSP(3) without a straggler, at most a quarter ask the protocol.
+        Measured: 0 to 4 on an idle machine, 15 with the test suite's own load (a tell
+        still in flight when a fast worker reaches the gate); 37 to 47 when the protocol
+        stopped telling them."""
         result, reads = await _run(_job({"kind": "ssp", "staleness": 3}, delay_s=0.0), tmp_path)
         assert violations(reads, 3) == []
-        assert result["asked"] <= 4, result["asked"]
+        assert result["asked"] <= 24, result["asked"]
 
     async def test_removing_the_gate_is_caught(self, tmp_path: Path) -> None:
         """A protocol without its gate lets a fast worker read too-stale rows: flagged."""
