@@ -71,7 +71,10 @@ from actorml.topology import Topology
 TARGET = 1e-3
 ALPHA = 0.05
 #: (rows, cols) of the generated design, and the rounds the random schedule may run
-FULL = {"rows": 4000, "cols": 2000, "budget": 3000}
+# 400 columns in groups of 50 at correlation 0.9: rho ~ 45, p / rho ~ 9, well under the 32
+# updates of a round, where Shotgun's analysis says random parallel CD may diverge (at 2000
+# columns, p / rho ~ 44, it converged; see docs/benchmarks.md)
+FULL = {"rows": 4000, "cols": 400, "budget": 3000}
 QUICK = {"rows": 600, "cols": 200, "budget": 2000}
 
 #: the MF and LDA jobs by default (``--workers``, ``--shards``): one worker per core of
