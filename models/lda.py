@@ -49,7 +49,7 @@ from scipy.special import gammaln
 from actorml.topology.fields import checked, choice, integer, number_in
 
 from .base import TableSpec
-from .rounds import Changes, SweepCoordinator, changed_rows, rotation
+from .rounds import Changes, SweepCoordinator, changed_rows, group_pairs, rotation
 
 __all__ = [
     "DATA",
@@ -246,14 +246,10 @@ class TokenIndex:
 
     @classmethod
     def build(cls, corpus: Corpus, blocks: Blocks) -> TokenIndex:
-        """Index ``corpus`` under ``blocks`` (one stable sort of the tokens)."""
-        B = blocks.blocks
-        doc_block = np.searchsorted(blocks.doc_bounds, corpus.docs, side="right") - 1
-        word_block = np.searchsorted(blocks.word_bounds, corpus.words, side="right") - 1
-        key = doc_block * B + word_block
-        order = np.argsort(key, kind="stable").astype(np.int64)
-        offsets = np.zeros(B * B + 1, dtype=np.int64)
-        np.cumsum(np.bincount(key, minlength=B * B), out=offsets[1:])
+        """Index ``corpus`` under ``blocks`` (one linear pass over the tokens)."""
+        order, offsets = group_pairs(
+            corpus.docs, corpus.words, blocks.doc_bounds, blocks.word_bounds
+        )
         return cls(blocks, order, offsets)
 
     def tokens(self, a: int, b: int) -> np.ndarray:

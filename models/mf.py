@@ -42,7 +42,7 @@ import numpy as np
 from actorml.topology.fields import checked, choice, integer, number_in
 
 from .base import TableSpec
-from .rounds import Changes, SweepCoordinator, changed_rows, rotation
+from .rounds import Changes, SweepCoordinator, changed_rows, group_pairs, rotation
 
 __all__ = [
     "DATA",
@@ -209,24 +209,6 @@ def block_bounds(n: int, blocks: int) -> np.ndarray:
     return (np.arange(blocks + 1, dtype=np.int64) * n) // blocks
 
 
-@numba.njit(cache=True, nogil=True)
-def _group(keys: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """A counting sort: positions grouped by key (in position order within a key) and
-    the ``groups + 1`` offsets of the groups."""
-    offsets = np.zeros(groups + 1, dtype=np.int64)
-    for n in range(keys.size):
-        offsets[keys[n] + 1] += 1
-    for g in range(groups):
-        offsets[g + 1] += offsets[g]
-    fill = offsets[:-1].copy()
-    order = np.empty(keys.size, dtype=np.int64)
-    for n in range(keys.size):
-        g = keys[n]
-        order[fill[g]] = n
-        fill[g] += 1
-    return order, offsets
-
-
 @attrs.frozen(eq=False)
 class BlockIndex:
     """The ratings of every pair (user block, item block), grouped once.
@@ -257,9 +239,7 @@ class BlockIndex:
                 raise ValueError(f"{name} ids must lie in [0, {n})")
         user_bounds = block_bounds(ratings.n_users, blocks)
         item_bounds = block_bounds(ratings.n_items, blocks)
-        a = np.searchsorted(user_bounds, ratings.users, side="right") - 1
-        b = np.searchsorted(item_bounds, ratings.items, side="right") - 1
-        order, offsets = _group(a * blocks + b, blocks * blocks)
+        order, offsets = group_pairs(ratings.users, ratings.items, user_bounds, item_bounds)
         return cls(user_bounds, item_bounds, order, offsets)
 
     @property

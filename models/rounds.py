@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
+import numba
 import numpy as np
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "Repairs",
     "SweepCoordinator",
     "changed_rows",
+    "group_pairs",
     "rotation",
 ]
 
@@ -54,6 +56,38 @@ def rotation(blocks: int, step: int) -> list[tuple[int, int]]:
     rotation: ``(a, (a + step) % blocks)``. No two share a row block or a column block,
     and the ``blocks`` sub-epochs of a sweep cover every pair once."""
     return [(a, (a + step) % blocks) for a in range(blocks)]
+
+
+@numba.njit(cache=True, nogil=True)
+def _counting_sort(keys: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """A counting sort: positions grouped by key (in position order within a key) and
+    the ``groups + 1`` offsets of the groups."""
+    offsets = np.zeros(groups + 1, dtype=np.int64)
+    for n in range(keys.size):
+        offsets[keys[n] + 1] += 1
+    for g in range(groups):
+        offsets[g + 1] += offsets[g]
+    fill = offsets[:-1].copy()
+    order = np.empty(keys.size, dtype=np.int64)
+    for n in range(keys.size):
+        g = keys[n]
+        order[fill[g]] = n
+        fill[g] += 1
+    return order, offsets
+
+
+def group_pairs(
+    rows: np.ndarray, cols: np.ndarray, row_bounds: np.ndarray, col_bounds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``0..n`` grouped by (row block, column block) of ``(rows[k], cols[k])``,
+    under the block ``*_bounds`` (``blocks + 1`` increasing ids each): ``(order,
+    offsets)``, where pair ``(a, b)`` holds ``order[offsets[i]:offsets[i + 1]]`` with
+    ``i = a * blocks + b``, in position order. One linear pass (a counting sort): MF's
+    ratings and LDA's tokens are indexed by it."""
+    blocks = int(row_bounds.size - 1)
+    a = np.searchsorted(row_bounds, rows, side="right") - 1
+    b = np.searchsorted(col_bounds, cols, side="right") - 1
+    return _counting_sort((a * blocks + b).astype(np.int64), blocks * blocks)
 
 
 def changed_rows(name: str, ids: np.ndarray, deltas: np.ndarray) -> Changes:
