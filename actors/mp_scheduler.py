@@ -253,17 +253,11 @@ class MpScheduler(Scheduler):
         assert self._model is not None
         tmap = TableMap(tuple(self._model.tables()), tuple(self.primaries))
         me, inc = self.ctx.ref.name, self.ctx.ref.incarnation
-        parts: dict[int, tuple[list[str], list[np.ndarray | None], list[np.ndarray]]] = {}
-        for name, (ids, deltas) in changes.items():
-            for shard, rows in tmap.split(name, ids):
-                assert rows is not None
-                tables, at, grads = parts.setdefault(shard, ([], [], []))
-                tables.append(name)
-                at.append(rows)
-                grads.append(-deltas[np.searchsorted(ids, rows)])  # SGD, lr 1: adds the change
-        for shard, (tables, at, grads) in sorted(parts.items()):
+        rows = {name: ids for name, (ids, _) in changes.items()}
+        grads = {name: -deltas for name, (_, deltas) in changes.items()}  # SGD, lr 1
+        for shard, (tables, at, pieces) in sorted(tmap.split_changes(rows, grads).items()):
             self._seq += 1
-            msg = Push(me, inc, self._seq, self.round, tables, at, grads)
+            msg = Push(me, inc, self._seq, self.round, tables, at, pieces)
             ack: PushAck = await self.ctx.ask(self.primaries[shard], msg)
             self.acked.setdefault(shard, {}).setdefault(f"{me}#{inc}", set()).add(ack.seq)
         self.ctx.log.warning("tables_repaired", round=self.round, tables=sorted(changes))

@@ -185,7 +185,7 @@ class ShardStore:
         async def push(k: int, shard: str) -> None:
             if self.pushed[k] >= clock:
                 return
-            pieces = [grads[n][_block(self.map, n, k)] for n in self.names]
+            pieces = [grads[n][self.map.block(n, k)] for n in self.names]
             self.seq += 1
             msg = Push(me, inc, self.seq, clock, list(self.names), [None] * len(pieces), pieces)
             ack: PushAck = await ctx.ask(shard, msg, self.wait_timeout_s)
@@ -198,8 +198,3 @@ class ShardStore:
                 nursery.start_soon(push, k, shard)
         await ctx.tell(self.protocol, Tick(me, inc, clock + 1))
         return acked
-
-
-def _block(tmap: TableMap, name: str, shard: int) -> slice:
-    owned = tmap.owned(name, shard)
-    return slice(int(owned[0]), int(owned[-1]) + 1) if owned.size else slice(0, 0)

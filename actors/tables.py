@@ -66,5 +66,32 @@ class TableMap:
         )
         return [(k, rows[owner == k]) for k in range(n) if np.any(owner == k)]
 
+    def block(self, table: str, shard: int) -> slice:
+        """The rows of a dense ``table`` that ``shard`` owns, as one slice."""
+        owned = self.owned(table, shard)
+        return slice(int(owned[0]), int(owned[-1]) + 1) if owned.size else slice(0, 0)
+
+    def split_changes(
+        self, rows: dict[str, np.ndarray | None], grads: dict[str, np.ndarray]
+    ) -> dict[int, tuple[list[str], list[np.ndarray | None], list[np.ndarray]]]:
+        """A push's rows (per table: sorted ids, or None for the whole table) and their
+        gradients grouped by owning shard: ``{shard: (tables, rows, gradients)}``, the
+        fields of one `Push` each."""
+        out: dict[int, tuple[list[str], list[np.ndarray | None], list[np.ndarray]]] = {}
+        for name, ids in rows.items():
+            grad = grads[name]
+            for shard, part in self.split(name, ids):
+                if part is None:
+                    sparse = self.spec(name).sparse
+                    piece = grad[self.owned(name, shard) if sparse else self.block(name, shard)]
+                else:
+                    assert ids is not None
+                    piece = grad[np.searchsorted(ids, part)]
+                tables, parts, pieces = out.setdefault(shard, ([], [], []))
+                tables.append(name)
+                parts.append(part)
+                pieces.append(piece)
+        return out
+
     def _bounds(self, rows: int) -> np.ndarray:
         return np.linspace(0, rows, len(self.shards) + 1).astype(np.int64)

@@ -360,23 +360,7 @@ class Worker(Actor):
                 tables, asks = wanted.setdefault(shard, ([], []))
                 tables.append(name)
                 asks.append(part)
-        outgoing: dict[int, tuple[list[str], list[np.ndarray | None], list[np.ndarray]]] = {}
-        for name, ids in rows.items():
-            grad = grads[name]
-            for shard, part in tmap.split(name, ids):
-                if part is None:
-                    piece = (
-                        grad[tmap.owned(name, shard)]
-                        if tmap.spec(name).sparse
-                        else grad[_block(tmap, name, shard)]
-                    )
-                else:
-                    assert ids is not None
-                    piece = grad[np.searchsorted(ids, part)]
-                tables, parts, pieces = outgoing.setdefault(shard, ([], [], []))
-                tables.append(name)
-                parts.append(part)
-                pieces.append(piece)
+        outgoing = tmap.split_changes(rows, grads)
 
         async def push(shard: int, tables: list[str], parts: Any, pieces: Any) -> None:
             self._seq += 1
@@ -434,11 +418,6 @@ def _digest(X: Features, y: np.ndarray) -> str:
         for part in parts:
             crc = zlib.crc32(np.ascontiguousarray(part).data, crc)
     return f"{crc:08x}"
-
-
-def _block(tmap: TableMap, name: str, shard: int) -> slice:
-    owned = tmap.owned(name, shard)
-    return slice(int(owned[0]), int(owned[-1]) + 1) if owned.size else slice(0, 0)
 
 
 def _localized(model: Model, X: Any, y: np.ndarray, batches: list[np.ndarray]) -> list[Batch]:
