@@ -163,15 +163,6 @@ def _alloc_message(frame: Frame) -> Any:
 # can: trio polls it like any other fd.
 
 
-# A non-blocking nng_sendmsg on a Push0 without a send buffer succeeds only if a pipe
-# is idle at that instant. While the pipe still writes the previous frame, nng parks the
-# call on its expiry thread until the zero timeout fires: about 3.7 ms on this machine,
-# with trio's thread blocked all along (a quarter of a worker's and a shard's time on
-# the dense job). With a few slots of buffer the frame is queued and the call returns
-# in 14 us (p99 50 us, against 3.7 ms without). Senders still wait on the send fd when
-# the buffer is full: the back-pressure is kept, bounded to this many frames.
-SEND_BUFFER = 8
-
 _PEERS_KEPT = 4096  # pipe ids remembered by a TLS inbox (one per connection made)
 
 
@@ -361,7 +352,6 @@ class NngTransport:
             ValueError: a ``tls+tcp://`` address without ``tls`` credentials or ``peer``.
         """
         socket = pynng.Push0(recv_max_size=self.recv_max_size)
-        socket.send_buffer_size = SEND_BUFFER
         if is_tls(address):
             try:
                 if peer is None:
