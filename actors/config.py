@@ -79,6 +79,7 @@ def make_layout(
         batch_size=int(job.get("batch_size", 64)),
         staged=staged,
         batches_per_clock=int(job.get("batches_per_clock", 1)),
+        overlap=bool(job.get("overlap", False)),
     )
 
 

@@ -71,6 +71,7 @@ class JobConfig:
     epochs: int = attrs.field(default=5, validator=checked(integer(1, 1_000_000)))
     batch_size: int = attrs.field(default=64, validator=checked(integer(1, 10_000_000)))
     batches_per_clock: int = attrs.field(default=1, validator=checked(integer(1, 10_000)))
+    overlap: bool = attrs.field(default=False, validator=checked(boolean))
     seed: int = attrs.field(default=0, validator=checked(integer(0)))
     target_accuracy: float = attrs.field(default=0.0, validator=checked(number_in(0.0, 1.0)))
     slowdown: Mapping[str, float] = attrs.field(
@@ -136,13 +137,22 @@ class JobSection:
                 f'{kind!r} is a model-parallel problem: set [job] kind = "model_parallel"',
             )
         declared = {n.get("name") for n in data.get("node", []) if isinstance(n, dict)}
+        protocol = ProtocolSection.validate(dict(data.get("protocol", {})), "protocol")
+        if job["overlap"] and protocol_staleness(protocol) < 1:
+            raise TopologyError(
+                "job.overlap",
+                f"needs a protocol with staleness >= 1 ({protocol['kind']!r} has "
+                f"{protocol_staleness(protocol):g}): a worker computes its next clock while "
+                "its last push is in flight, so it reads one clock behind its own updates; "
+                'use [protocol] kind = "ssp" with staleness >= 1, or remove overlap',
+            )
         extra = [
             n for n in training_nodes(
                 job,
                 ModelSection.validate(dict(data["model"]), "model"),
                 DataSection.validate(dict(data["data"]), "data"),
                 OptimizerSection.validate(dict(data.get("optimizer", {})), "optimizer"),
-                ProtocolSection.validate(dict(data.get("protocol", {})), "protocol"),
+                protocol,
             )
             if n["name"] not in declared
         ]  # fmt: skip
@@ -299,6 +309,18 @@ class ProtocolSection:
                 out["staleness"] = default
             check_options(cls, {"staleness": out["staleness"]}, path)
         return out
+
+
+def protocol_staleness(protocol: Mapping[str, Any]) -> float:
+    """The staleness bound of a validated ``[protocol]`` table: its ``staleness``, or
+    the class's own (BSP 0, ASP infinite); 0 for a protocol that states none."""
+    if "staleness" in protocol:
+        return float(protocol["staleness"])
+    cls = registry.resolve("protocol", protocol["kind"])
+    field = attrs.fields_dict(cls).get("staleness") if attrs.has(cls) else None
+    if field is None or not isinstance(field.default, int | float):
+        return 0.0
+    return float(field.default)
 
 
 def _protocol_class(kind: Any, key_path: str) -> type:

@@ -183,6 +183,7 @@ class Layout:
     batch_size: int
     staged: str | None = None
     batches_per_clock: int = 1
+    overlap: bool = False
 
 
 @message("ps.shard_hello")

