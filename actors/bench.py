@@ -17,9 +17,20 @@ import trio
 from actorml import Actor, Promise, handler, message
 from actorml.models.base import Model, gather, localize
 from actorml.models.dataset import Dataset
+from actorml.shm import SharedReader
 
 from .config import build_model, make_layout
-from .messages import GetLayout, JoinJob, Layout, Push, PushAck, ShardHello, ShardRole
+from .messages import (
+    GetLayout,
+    GetSegment,
+    JoinJob,
+    Layout,
+    Push,
+    PushAck,
+    Segment,
+    ShardHello,
+    ShardRole,
+)
 from .scheduler import Scheduler
 from .shard import Shard
 from .worker import Worker
@@ -399,8 +410,12 @@ class Cycler(Actor):
 
     shard: str = "shard"
     scheduler: str = "scheduler"
+    shared: bool = False
+    """Read the table back from the shard's shared-memory segment after each ack (the
+    path of a worker on the shard's host) instead of in the ack."""
     _grad: np.ndarray | None = attrs.field(init=False, default=None)
     _seq: int = attrs.field(init=False, default=0)
+    _reader: SharedReader | None = attrs.field(init=False, default=None)
 
     @handler
     async def cycle(self, msg: Cycle) -> Cycled:
@@ -413,15 +428,26 @@ class Cycler(Actor):
         grad, me = self._grad, self.ctx.ref.name
         target = self.ctx.locate(self.shard)
         ask, clock = self.ctx.ask, time.perf_counter_ns
+        if self.shared and self._reader is None:
+            segment: Segment = await ask(target, GetSegment())
+            handle = segment.handle()
+            if handle is None:
+                raise RuntimeError(f"{self.shard} shares no segment")
+            self._reader = SharedReader.open(handle)
+        reader = self._reader if self.shared else None
         times = np.empty(msg.rounds, dtype=np.int64)
         start = clock()
         for i in range(msg.rounds):
             self._seq += 1
             t0 = clock()
-            ack: PushAck = await ask(
-                target, Push(me, 1, self._seq, self._seq, ["w"], [None], [grad])
-            )
+            push = Push(me, 1, self._seq, self._seq, ["w"], [None], [grad], echo=reader is None)
+            ack: PushAck = await ask(target, push)
+            rows = ack.rows.values if reader is None else reader.read_many(["w"], [None])[0]
             times[i] = clock() - t0
-            if ack.rows.values[0].shape != grad.shape:
-                raise RuntimeError(f"push {self._seq} answered rows of {ack.rows.values[0].shape}")
+            if rows[0].shape != grad.shape:
+                raise RuntimeError(f"push {self._seq} answered rows of {rows[0].shape}")
         return Cycled(start, clock(), times)
+
+    def closed(self) -> None:
+        if self._reader is not None:
+            self._reader.close()

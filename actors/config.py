@@ -80,6 +80,7 @@ def make_layout(
         staged=staged,
         batches_per_clock=int(job.get("batches_per_clock", 1)),
         overlap=bool(job.get("overlap", False)),
+        shared_memory=bool(job.get("shared_memory", True)),
     )
 
 

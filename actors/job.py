@@ -72,6 +72,7 @@ class JobConfig:
     batch_size: int = attrs.field(default=64, validator=checked(integer(1, 10_000_000)))
     batches_per_clock: int = attrs.field(default=1, validator=checked(integer(1, 10_000)))
     overlap: bool = attrs.field(default=False, validator=checked(boolean))
+    shared_memory: bool = attrs.field(default=True, validator=checked(boolean))
     seed: int = attrs.field(default=0, validator=checked(integer(0)))
     target_accuracy: float = attrs.field(default=0.0, validator=checked(number_in(0.0, 1.0)))
     slowdown: Mapping[str, float] = attrs.field(

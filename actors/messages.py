@@ -10,6 +10,7 @@ import attrs
 import numpy as np
 
 from actorml import message
+from actorml.shm import SegmentHandle
 
 __all__ = [
     "Assignment",
@@ -59,7 +60,9 @@ class Push:
     """Gradients for rows, stamped with the worker's clock; ``seq`` makes retries idempotent.
 
     The acknowledgement brings back the pushed rows and the rows ``want_rows`` of
-    ``want_tables`` (the worker's next batch): a pull folded into the push.
+    ``want_tables`` (the worker's next batch): a pull folded into the push. With
+    ``echo = False`` it brings no rows: a worker on the shard's host reads them from
+    the shard's shared-memory segment instead (see `Segment`).
     """
 
     worker: str
@@ -71,6 +74,7 @@ class Push:
     grads: list[np.ndarray]
     want_tables: list[str] = attrs.field(factory=list)
     want_rows: list[np.ndarray | None] = attrs.field(factory=list)
+    echo: bool = True
 
 
 @message("ps.push_ack")
@@ -89,6 +93,40 @@ class RowsUpdate:
     shard: str
     min_clock: int
     rows: Rows
+
+
+@message("ps.get_segment")
+class GetSegment:
+    """Ask a shard where its slice lives in shared memory (answered with `Segment`)."""
+
+
+@message("ps.segment")
+class Segment:
+    """Where a shard's slice lives in shared memory (:class:`actorml.shm.SegmentHandle`'s
+    fields; ``available`` False: it shares none, read through messages).
+
+    Only a process on the same host (:func:`actorml.shm.same_host`) can map it.
+    """
+
+    available: bool
+    host: str = ""
+    pid: int = 0
+    fd: int = -1
+    tables: list[str] = attrs.field(factory=list)
+    rows: list[int] = attrs.field(factory=list)
+    cols: list[int] = attrs.field(factory=list)
+    dtype: str = ""
+    size: int = 0
+    token: int = 0
+    meta_bytes: int = 0
+
+    def handle(self) -> SegmentHandle | None:
+        """The handle to map the segment with, or None if the shard shares none."""
+        if not self.available:
+            return None
+        fields = attrs.asdict(self)
+        del fields["available"]
+        return SegmentHandle(**fields)
 
 
 @message("ps.get_tables")
@@ -184,6 +222,7 @@ class Layout:
     staged: str | None = None
     batches_per_clock: int = 1
     overlap: bool = False
+    shared_memory: bool = True
 
 
 @message("ps.shard_hello")

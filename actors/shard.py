@@ -15,11 +15,13 @@ and the restarted node's actor copies the new primary's state and becomes its ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
 import attrs
+import msgpack
 import numpy as np
 
 from actorml import Actor, ActorGone, AskTimeout, Refused, handler
@@ -28,10 +30,12 @@ from actorml.models.base import init_tables
 from actorml.models.optim import Optimizer, init_state
 from actorml.protocols.contract import MinClock
 from actorml.resume import resume_snapshot, snapshot_directory
+from actorml.shm import SegmentUnavailable, SharedSlice
 
 from .config import build_model, build_optimizer, build_table_map
 from .messages import (
     GetLayout,
+    GetSegment,
     GetTables,
     Layout,
     Promote,
@@ -41,6 +45,7 @@ from .messages import (
     Replicate,
     Rows,
     RowsUpdate,
+    Segment,
     ShardHello,
     ShardRole,
     ShardState,
@@ -95,6 +100,9 @@ class Shard(Actor):
     _readers: dict[str, dict[str, np.ndarray | None]] = attrs.field(init=False, factory=dict)
     """Per worker and table, a mask over this slice's rows of those it has read (None:
     all of them): marking a request's rows costs what the request names, not history."""
+    _segment: SharedSlice | None = attrs.field(init=False, default=None)
+    """The slice's tables in shared memory, for workers on this host (``[job]
+    shared_memory``); None: they read through messages only."""
 
     async def started(self) -> None:
         layout: Layout = await self.ctx.ask_when_up(self.scheduler, GetLayout(), within_s=120)
@@ -120,11 +128,49 @@ class Shard(Actor):
         if role.sync_from is not None:
             state: ShardState = await self.ctx.ask(role.sync_from, SyncState(self.ctx.ref.name))
             self._install(state)
+        if layout.shared_memory:
+            self._share()
         rows = sum(s.owned.size for s in self.slices.values())
         self.ctx.log.info(
             "shard_ready", slice=self.index, role=self.role, backup=self.backup,
             synced_from=role.sync_from, rows=rows, version=self.version,
+            shared=self._segment is not None,
         )  # fmt: skip
+
+    def _share(self) -> None:
+        """Move the tables into a shared-memory segment (the live tables from now on);
+        on a platform that cannot share one, keep them private and say so."""
+        tables = {name: part.values for name, part in self.slices.items()}
+        run_dir = self.ctx.node.run_dir
+        ref = self.ctx.ref
+        # /proc/*/maps shows "memfd:actorml-<run>:<shard>.<incarnation>": whose it is
+        label = f"{run_dir.name if run_dir else 'job'}:{ref.name}.{ref.incarnation}"
+        try:
+            segment = SharedSlice.create(label, tables, meta_bytes=META_BYTES)
+        except (SegmentUnavailable, ValueError, OSError) as exc:
+            self.ctx.log.warning("shared_memory_off", reason=str(exc))
+            return
+        for name, part in self.slices.items():
+            part.values = segment.values[name]
+        self._segment = segment
+        with segment.writing():
+            self._publish()
+
+    def _publish(self) -> None:
+        """Inside ``writing()``: the version and applied vector readers get with rows."""
+        assert self._segment is not None
+        applied = msgpack.packb(self.applied)
+        if len(applied) > META_BYTES:  # thousands of workers: read through messages
+            raise Refused(f"applied vector of {len(applied)} bytes exceeds {META_BYTES}")
+        self._segment.set_version(self.version)
+        self._segment.set_meta(applied)
+
+    def closed(self) -> None:
+        """Readers of the segment get `SegmentUnavailable` from now on and ask again."""
+        if self._segment is not None:
+            self.slices.clear()  # our views go first, so the mapping goes at once
+            self._segment.close()
+            self._segment = None
 
     # --- reading and writing --------------------------------------------------------
 
@@ -162,18 +208,22 @@ class Shard(Actor):
                 "push_refused", worker=msg.worker, seq=msg.seq, reason="non-finite gradient"
             )
             raise Refused(f"push {msg.seq} from {msg.worker} holds a non-finite gradient")
-        for name, ids, grad in zip(msg.tables, msg.rows, msg.grads, strict=True):
-            part = self.slices[name]
-            if ids is None:
-                self.optimizer.apply(part.values, grad, part.state, part.steps)
-            else:
-                local = self.map.local(name, self.index, ids)
-                self.optimizer.apply_at(part.values, local, grad, part.state, part.steps)
-        self._last_seq[key] = msg.seq
-        self.applied_ids.setdefault(f"{msg.worker}#{msg.incarnation}", []).append(msg.seq)
-        self.applied[msg.worker] = max(self.applied.get(msg.worker, -1), msg.clock)
-        self.version += 1
-        self.pushes_applied += 1
+        segment = self._segment
+        with segment.writing() if segment is not None else contextlib.nullcontext():
+            for name, ids, grad in zip(msg.tables, msg.rows, msg.grads, strict=True):
+                part = self.slices[name]
+                if ids is None:
+                    self.optimizer.apply(part.values, grad, part.state, part.steps)
+                else:
+                    local = self.map.local(name, self.index, ids)
+                    self.optimizer.apply_at(part.values, local, grad, part.state, part.steps)
+            self._last_seq[key] = msg.seq
+            self.applied_ids.setdefault(f"{msg.worker}#{msg.incarnation}", []).append(msg.seq)
+            self.applied[msg.worker] = max(self.applied.get(msg.worker, -1), msg.clock)
+            self.version += 1
+            self.pushes_applied += 1
+            if segment is not None:
+                self._publish()
         return False
 
     def _note_reader(self, worker: str, tables: list[str], rows: list[np.ndarray | None]) -> None:
@@ -248,7 +298,16 @@ class Shard(Actor):
         if msg.want_tables:
             tables, rows = [*tables, *msg.want_tables], [*rows, *msg.want_rows]
         self._note_reader(msg.worker, tables, rows)
+        if not msg.echo:  # the worker reads them from the shared segment
+            return PushAck(msg.seq, duplicate, Rows([], [], [], dict(self.applied), self.version))
         return PushAck(msg.seq, duplicate, self._rows(tables, rows))
+
+    @handler
+    async def get_segment(self, msg: GetSegment) -> Segment:
+        """Where this slice lives in shared memory, for a worker on this host."""
+        if self._segment is None:
+            return Segment(False)
+        return Segment(True, **attrs.asdict(self._segment.handle()))
 
     # --- replication ------------------------------------------------------------------
 
@@ -350,6 +409,10 @@ class Shard(Actor):
             pushes_duplicate=self.pushes_duplicate,
             applied_ids={k: list(v) for k, v in self.applied_ids.items()},
         )
+
+
+META_BYTES = 64 * 1024
+"""Room in a segment for the applied vector (msgpack): thousands of workers' names."""
 
 
 def _write_snapshot(path: Path, state: ShardState) -> None:

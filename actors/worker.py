@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import msgpack
 import numpy as np
 import scipy.sparse as sp
 import trio
@@ -46,6 +47,7 @@ from actorml.protocols.contract import (
     gate_allows,
     gate_fresh_from,
 )
+from actorml.shm import SegmentBusy, SegmentUnavailable, SharedReader, same_host
 
 from .batches import Batch, clock_batches, coalesced_gradient, union_rows
 from .cache import RowCache
@@ -54,6 +56,7 @@ from .messages import (
     Assignment,
     Done,
     GetLayout,
+    GetSegment,
     GetTableMap,
     JoinJob,
     Layout,
@@ -64,6 +67,7 @@ from .messages import (
     Repartition,
     Rows,
     RowsUpdate,
+    Segment,
     StopTraining,
     TableMapUpdate,
 )
@@ -116,6 +120,12 @@ class Worker(Actor):
     """How long the last clock's compute took (the first one runs in a thread)."""
     _slowest: tuple[int, int] = attrs.field(init=False, default=(-1, 0))
     """(membership epoch, slowest clock) last told by the protocol."""
+    _shared: bool = attrs.field(init=False, default=False)
+    """Read the slices of shards on this host from their shared-memory segments."""
+    _segments: dict[str, SharedReader | None] = attrs.field(init=False, factory=dict)
+    """Per shard actor, its segment's reader (None: read through messages)."""
+    shared_reads: int = attrs.field(init=False, default=0)
+    """How many reads came from a shard's shared-memory segment, not a message."""
 
     @handler
     async def rows_update(self, msg: RowsUpdate) -> None:
@@ -165,12 +175,17 @@ class Worker(Actor):
         self.ctx.only_from(self.scheduler)
         self.stopped = True
 
+    def closed(self) -> None:
+        for name in list(self._segments):
+            self._forget_segment(name)
+
     async def run(self) -> None:
         me, inc = self.ctx.ref.name, self.ctx.ref.incarnation
         layout: Layout = await self._ask_through_failures(self.scheduler, GetLayout())
         model = build_model(layout)
         self._map = build_table_map(layout, model)
         self._cache = RowCache.empty(tuple(model.tables()))
+        self._shared = layout.shared_memory
         rows_of, mapped = await trio.to_thread.run_sync(_training_rows, layout)
         job: Assignment = await self._ask_through_failures(self.scheduler, JoinJob(me, inc))
         joined: Joined = await self._ask_through_failures(
@@ -348,6 +363,7 @@ class Worker(Actor):
                     raise
                 if trio.current_time() >= deadline:
                     raise
+                self._forget_segment(target)
                 self.ctx.log.info("shard_unavailable", shard=target, error=str(exc))
                 if not isinstance(exc, NodeUnreachable):
                     await trio.sleep(0.05)  # its death may not be announced yet
@@ -355,6 +371,64 @@ class Worker(Actor):
             if tuple(update.primaries) == self._map.shards:
                 await trio.sleep(0.01)  # the failover has not happened yet
             self._map = attrs.evolve(self._map, shards=tuple(update.primaries))
+
+    async def _segment(self, shard: int) -> SharedReader | None:
+        """The reader of slice ``shard``'s segment, opened on first use; None when the
+        shard shares none, is on another host, or its segment cannot be mapped."""
+        assert self._map is not None
+        name = self._map.shards[shard]
+        if not self._shared:
+            return None
+        if name not in self._segments:
+            self._segments[name] = None
+            try:
+                seg: Segment = await self.ctx.ask(name, GetSegment())
+            except RemoteError as exc:  # it will not say: read through messages
+                self.ctx.log.info("segment_unknown", shard=name, error=str(exc))
+                return None
+            except (*_SHARD_FAULTS, NodeUnreachable) as exc:
+                self.ctx.log.info("segment_unknown", shard=name, error=str(exc))
+                del self._segments[name]  # ask again next time
+                return None
+            handle = seg.handle()
+            if handle is not None and same_host(handle):
+                try:
+                    self._segments[name] = SharedReader.open(handle)
+                except SegmentUnavailable as exc:
+                    self.ctx.log.info("segment_unavailable", shard=name, error=str(exc))
+        return self._segments[name]
+
+    def _forget_segment(self, name: str) -> None:
+        """Stop reading ``name``'s segment (its shard died, restarted or failed over)."""
+        reader = self._segments.pop(name, None)
+        if reader is not None:
+            reader.close()
+
+    async def _read_shared(
+        self, shard: int, tables: list[str], ids: list[np.ndarray | None]
+    ) -> Rows | None:
+        """Rows ``ids`` (global; None: the whole slice) of ``tables`` from slice
+        ``shard``'s segment, as the shard would answer them; None if it cannot be read
+        there (then ask the shard)."""
+        reader = await self._segment(shard)
+        if reader is None:
+            return None
+        assert self._map is not None
+        tmap, name = self._map, self._map.shards[shard]
+        local = [
+            None if i is None else tmap.local(t, shard, i) for t, i in zip(tables, ids, strict=True)
+        ]
+        try:
+            if not reader.writer_alive():  # a dead writer's segment still reads fine
+                raise SegmentUnavailable(f"the writer of {name}'s segment is gone")
+            values, version, meta = reader.read_with_meta(tables, local)
+        except (SegmentUnavailable, SegmentBusy) as exc:
+            self.ctx.log.info("segment_dropped", shard=name, error=str(exc))
+            self._forget_segment(name)
+            return None
+        self.shared_reads += 1
+        rows = [tmap.owned(t, shard) if i is None else i for t, i in zip(tables, ids, strict=True)]
+        return Rows(list(tables), rows, values, msgpack.unpackb(meta), int(version))
 
     async def _pull_stale(self, rows: dict[str, np.ndarray | None], ok: ReadOk) -> None:
         assert self._cache is not None and self._map is not None
@@ -373,7 +447,9 @@ class Worker(Actor):
             return
 
         async def pull(shard: int, tables: list[str], asks: list[np.ndarray | None]) -> None:
-            answer: Rows = await self._ask_shard(shard, Pull(self.ctx.ref.name, tables, asks))
+            answer = await self._read_shared(shard, tables, asks)
+            if answer is None:
+                answer = await self._ask_shard(shard, Pull(self.ctx.ref.name, tables, asks))
             cache.store(answer, ok.min_clock)
 
         await _all(pull(k, t, a) for k, (t, a) in wanted.items())
@@ -403,13 +479,27 @@ class Worker(Actor):
         async def push(shard: int, tables: list[str], parts: Any, pieces: Any) -> None:
             self._seq += 1
             want_tables, want_rows = wanted.get(shard, ([], []))
-            msg = Push(me, inc, self._seq, clock, tables, parts, pieces, want_tables, want_rows)
+            # On the shard's host the rows come from its segment after the ack, not back
+            # in the ack: the same rows (read after the push is applied), no copy through
+            # a socket.
+            echo = await self._segment(shard) is None
+            msg = Push(
+                me, inc, self._seq, clock, tables, parts, pieces,
+                want_tables if echo else [], want_rows if echo else [], echo=echo,
+            )  # fmt: skip
             ack: PushAck = await self._ask_shard(shard, msg)  # a retry resends the same seq
             self.acked.append((shard, msg.seq))
+            answer: Rows | None = ack.rows
+            if not echo:
+                names, ids = [*tables, *want_tables], [*parts, *want_rows]
+                answer = await self._read_shared(shard, names, ids)
+                if answer is None:  # the segment went meanwhile: ask for them
+                    answer = await self._ask_shard(shard, Pull(me, names, ids))
+            assert answer is not None
             if self._computing:  # overlap: the next clock's compute reads the cache
-                self._deferred.append((ack.rows, ok.min_clock))
+                self._deferred.append((answer, ok.min_clock))
             else:
-                cache.store(ack.rows, ok.min_clock)
+                cache.store(answer, ok.min_clock)
 
         await _all(push(k, *v) for k, v in outgoing.items())
 

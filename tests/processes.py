@@ -32,6 +32,25 @@ def marked_processes(marker: str) -> list[int]:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def segment_holders(label: str) -> list[str]:
+    """Our processes (same uid) that map ``label`` or hold an fd to it, as "pid:where"."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            if label in (entry / "maps").read_text(errors="replace"):
+                found.append(f"{entry.name}:maps")
+            for fd in (entry / "fd").iterdir():
+                if label in os.readlink(fd):
+                    found.append(f"{entry.name}:fd")
+        except OSError:  # it exited while we looked
+            continue
+    return found
+
+
 def run_bench(
     name: str, out_dir: Path, ipc_dir: str, *extra: str, cwd: Path = ROOT, timeout: float = 600
 ) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:

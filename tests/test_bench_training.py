@@ -71,6 +71,7 @@ class TestTrainingBenchmarks:
             "overhead_per_clock_ms",
             "overhead_per_clock_ms_4w",
             "cycles_per_s",
+            "cycles_per_s_messages",
             "raw_cycles_per_s",
             "time_to_target_s_single_dense",
             "time_to_target_s_dense",
@@ -80,6 +81,7 @@ class TestTrainingBenchmarks:
         assert set(data["ratios"]) == {
             *(f"samples_per_s_vs_single{job}" for job in jobs),
             "cycles_per_s_vs_raw",
+            "cycles_per_s_vs_raw_messages",
             "time_to_target_vs_single_dense",
         }
         for key, value in {**data["figures"], **data["ratios"]}.items():

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from actorml import Cluster, Topology, open_cluster
+from tests.processes import segment_holders
 
 pytestmark = pytest.mark.slow
 
@@ -59,15 +60,18 @@ async def kill_and_wait(cluster: Cluster, node: str) -> None:
 
 
 async def run(topology: Topology, victims: list[str]) -> tuple[dict[str, Any], Cluster]:
+    """Run the job, killing ``victims`` one after another; the result also says which of
+    our processes mapped the job's shared-memory segments before the kills (``mapped``)."""
     async with open_cluster(topology) as cluster:
         await trio.sleep(4.0)  # let training get going
+        mapped = segment_holders(f"memfd:actorml-{cluster.run_dir.name}:")
         for victim in victims:
             with trio.fail_after(60):
                 await kill_and_wait(cluster, victim)
             await trio.sleep(2.0)
         with trio.fail_after(240):
             result = await cluster.wait()
-    return result, cluster
+    return {**result, "mapped": mapped}, cluster
 
 
 VICTIMS = ["worker-1", "worker-2", "worker-1", "shard-0"]
@@ -92,6 +96,11 @@ class TestChaos:
         assert all("SIGKILL" in why for _, why in cluster.deaths)
         assert stormy["test_loss"] <= calm["test_loss"] * 1.02
         check_audit(stormy, worker_kills=3)
+        # The shards kept their slices in shared memory (memfd segments, one per shard
+        # incarnation, shard-0's first one killed with -9), the workers mapped them, and
+        # none outlives the job.
+        assert len({h.split(":")[0] for h in stormy["mapped"]}) == 2 + 4, stormy["mapped"]
+        assert segment_holders(f"memfd:actorml-{cluster.run_dir.name}:") == []
 
     async def test_bsp_job_does_not_hang(self, tmp_path: Path) -> None:
         """BSP's barrier does not wait for dead workers or a dead shard: the job ends."""

@@ -190,8 +190,9 @@ class TestJobConfig:
             ),
             ({"workerz": 2}, "job.workerz: unknown option (did you mean 'workers'?) (valid "
              "options: batch_size, batches_per_clock, epochs, eval_every_clocks, jitter_s, "
-             "overlap, progress, replication, seed, shards, slowdown, snapshot_every_clocks, "
-             "target_accuracy, transient_factor, transient_p, wait_timeout_s, workers)"),
+             "overlap, progress, replication, seed, shards, shared_memory, slowdown, "
+             "snapshot_every_clocks, target_accuracy, transient_factor, transient_p, "
+             "wait_timeout_s, workers)"),
         ],
     )  # fmt: skip
     def test_bad_values_name_the_key(self, table: dict[str, Any], message: str) -> None:

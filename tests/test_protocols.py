@@ -36,6 +36,7 @@ def _job(
     sparse: bool = False,
     batches_per_clock: int = 1,
     overlap: bool = False,
+    shared_memory: bool = True,
 ) -> Topology:
     """The conformance job: 24 clocks per worker (3 epochs of 300 rows in clocks of
     ``batches_per_clock`` mini-batches of 40 / ``batches_per_clock`` rows)."""
@@ -49,6 +50,7 @@ def _job(
                 "batch_size": 40 // batches_per_clock,
                 "batches_per_clock": batches_per_clock,
                 "overlap": overlap,
+                "shared_memory": shared_memory,
                 "progress": False,
             },
             "data": SPARSE
@@ -72,8 +74,9 @@ def _job(
 async def _run(topology: Topology, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the job in-process over the memory network; return (result, reads by worker).
 
-    The result also says how often the protocol was asked for the gate (``asked``) and
-    how many ESSP row pushes the workers received (``rows_pushed``).
+    The result also says how often the protocol was asked for the gate (``asked``),
+    how many ESSP row pushes the workers received (``rows_pushed``) and how many reads
+    came from the shards' shared-memory segments (``shared_reads``).
     """
     network = MemoryNetwork(seed=1, capacity=64)
     async with (
@@ -87,7 +90,8 @@ async def _run(topology: Topology, tmp_path: Path) -> tuple[dict[str, Any], dict
         reads = {w: list(cluster.actors[w].reads) for w in WORKERS}  # type: ignore[attr-defined]
         asked = cluster.actors["protocol"].asked  # type: ignore[attr-defined]
         pushed = sum(cluster.actors[w].rows_pushed for w in WORKERS)  # type: ignore[attr-defined]
-    return {**result, "asked": asked, "rows_pushed": pushed}, reads
+        shared = sum(cluster.actors[w].shared_reads for w in WORKERS)  # type: ignore[attr-defined]
+    return {**result, "asked": asked, "rows_pushed": pushed, "shared_reads": shared}, reads
 
 
 def violations(
@@ -120,14 +124,20 @@ class TestConformance:
         ],
         ids=["bsp", "ssp1", "ssp3", "essp2", "asp"],
     )
+    @pytest.mark.parametrize("shared", [True, False], ids=["shm", "messages"])
     async def test_every_read_meets_the_guarantee(
-        self, protocol: dict[str, Any], staleness: float, tmp_path: Path
+        self, protocol: dict[str, Any], staleness: float, shared: bool, tmp_path: Path
     ) -> None:
-        """With a straggler, every read sees all updates stamped <= c-s-1 and all its own."""
-        result, reads = await _run(_job(protocol), tmp_path)
+        """With a straggler, every read sees all updates stamped <= c-s-1 and all its own,
+        whether the workers read the shards' shared-memory segments (as they do on one
+        host) or only through messages."""
+        result, reads = await _run(_job(protocol, shared_memory=shared), tmp_path)
         assert result["epochs"] == 3
         assert all(len(r) == 24 for r in reads.values())  # 3 epochs of 300 rows / 40
         assert violations(reads, staleness) == []
+        # every push's rows come back through the segment (4 workers x 24 clocks x 2)
+        assert result["shared_reads"] >= (192 if shared else 0)
+        assert shared or result["shared_reads"] == 0
 
     @pytest.mark.parametrize(
         "protocol,staleness",
