@@ -8,9 +8,10 @@ then ticks the protocol to ``c + 1``. With ``[job] overlap`` the push and tick o
 ``c`` run in the background while clock ``c + 1`` reads and computes (its read may then
 miss the worker's own update of ``c``; the gate's staleness >= 1 allows that).
 
-The gate costs no message while it is open: the protocol tells its workers the slowest
-clock (:class:`MinClock`) whenever it advances, and a worker whose protocol keeps the
-plain staleness rule judges the gate itself from the last one it was told; it asks
+The gate costs no message while it is open: the protocol tells a worker the slowest
+clock (:class:`MinClock`) when it advanced and the worker will need it, and a worker
+whose protocol keeps the plain staleness rule judges the gate itself from the last one
+it was told; it asks
 (:class:`MayRead`) only when it has to wait, or every clock under a protocol with a
 rule of its own.
 """

@@ -19,8 +19,10 @@ The protocols differ in one rule, ``min_clock >= clock - staleness``:
 The gate costs no round trip while it is open. A protocol whose rule is the plain
 staleness rule (it does not override :meth:`~ConsistencyProtocol.allows` or
 :meth:`~ConsistencyProtocol.fresh_from`) says so in :class:`Joined` (its
-``staleness``), and tells every member :class:`MinClock` each time the slowest clock
-advances (or membership changes it). A worker then judges the gate itself with
+``staleness``), and tells a member :class:`MinClock` when the slowest clock has
+advanced and, by the one it knows, its gate would close within its next two clocks
+(every member when membership changes it): a worker with slack hears nothing, a worker
+near the gate hears in time. A worker then judges the gate itself with
 :func:`gate_allows` and :func:`gate_fresh_from` (the very functions the protocol's own
 rule calls) against the slowest clock it was told, a lower bound of the true one, and
 asks :class:`MayRead` only when it must wait. A protocol with a rule of its own
@@ -203,8 +205,12 @@ class ConsistencyProtocol(Actor):
     _waiting: list[tuple[int, str, Any]] = attrs.field(init=False, factory=list)
     _announced: int = attrs.field(init=False, default=0)
     _told: int = attrs.field(init=False, default=0)
+    _known: dict[str, tuple[int, int]] = attrs.field(init=False, factory=dict)
+    """Per worker, the (membership epoch, slowest clock) it was last told or answered."""
     asked: int = attrs.field(init=False, default=0)
     """How many times a worker asked :class:`MayRead` (the gate's round trips)."""
+    told: int = attrs.field(init=False, default=0)
+    """How many :class:`MinClock` tells went to workers."""
 
     _recovering: bool = attrs.field(init=False, default=False)
 
@@ -262,7 +268,7 @@ class ConsistencyProtocol(Actor):
         self.asked += 1
         self._learn(msg.worker, msg.clock)
         if self.allows(msg.clock, self.min_clock):
-            return self._ok(msg.clock)
+            return self._ok(msg.clock, msg.worker)
         promise = self.ctx.promise()
         self._waiting.append((msg.clock, msg.worker, promise))
         return promise
@@ -279,7 +285,8 @@ class ConsistencyProtocol(Actor):
         ):
             return  # from a replaced incarnation
         self.clocks[msg.worker] = max(self.clocks[msg.worker], msg.clock)
-        await self._advance()
+        if not await self._advance():
+            await self._tell_if_needed(msg.worker)
 
     @handler
     async def join(self, msg: Join) -> Joined:
@@ -296,6 +303,7 @@ class ConsistencyProtocol(Actor):
             )
         self.incarnations[msg.worker] = msg.incarnation
         await self._announce_membership()
+        self._known[msg.worker] = (self.epoch, self.min_clock)
         return Joined(
             self.clocks[msg.worker],
             self.epoch,
@@ -334,41 +342,66 @@ class ConsistencyProtocol(Actor):
         if report is not None and self.reports_to is not None:
             await self.ctx.tell(self.reports_to, report)
 
-    def _ok(self, clock: int) -> ReadOk:
+    def _ok(self, clock: int, worker: str) -> ReadOk:
+        self._known[worker] = (self.epoch, self.min_clock)
         return ReadOk(self.min_clock, self.fresh_from(clock), self.epoch)
 
-    async def _tell_workers(self) -> None:
-        """Tell every member the slowest clock, for the gate it judges itself (ASP's is
-        always open, and a protocol with a rule of its own is asked instead)."""
+    def _needs_telling(self, worker: str, gate: float) -> bool:
+        """Whether ``worker`` should hear the slowest clock now: it knows an older one,
+        and by what it knows the gate would close within its next two clocks (so the
+        tell arrives before it gets there, and a worker with slack costs no message)."""
+        epoch, known = self._known.get(worker, (-1, -1))
+        if epoch != self.epoch:
+            return True  # membership changed since: what it knows may be too high
+        low = self.min_clock
+        return known < low and not gate_allows(self.clocks[worker] + 1, known, gate)
+
+    async def _tell(self, worker: str) -> None:
+        self._known[worker] = (self.epoch, self.min_clock)
+        self.told += 1
+        try:
+            await self.ctx.tell(worker, MinClock(self.min_clock, self.epoch))
+        except (ActorGone, UnknownNode):
+            pass  # a worker that cannot be told asks when it must wait
+
+    async def _tell_if_needed(self, worker: str) -> None:
+        gate = self.local_gate
+        if gate is not None and not math.isinf(gate) and self._needs_telling(worker, gate):
+            await self._tell(worker)
+
+    async def _tell_workers(self, *, everyone: bool = False) -> None:
+        """Tell members the slowest clock, for the gate they judge themselves (ASP's is
+        always open, and a protocol with a rule of its own is asked instead): every
+        member after a membership change, else those that will need it soon."""
         gate = self.local_gate
         if gate is None or math.isinf(gate):
             return
-        told = MinClock(self.min_clock, self.epoch)
         for worker in list(self.clocks):
-            try:
-                await self.ctx.tell(worker, told)
-            except (ActorGone, UnknownNode):
-                pass  # a worker that cannot be told asks when it must wait
+            if everyone or self._needs_telling(worker, gate):
+                await self._tell(worker)
 
     async def _announce_membership(self) -> None:
         """A join can lower the slowest clock: workers must not keep judging by the old
         one. (An epoch newer than theirs replaces what they knew.)"""
         if self.min_clock < self._told:
             self._told = self.min_clock
-            await self._tell_workers()
+            await self._tell_workers(everyone=True)
 
-    async def _advance(self) -> None:
+    async def _advance(self) -> bool:
+        """Answer the waiting workers the slowest clock now lets through; tell those
+        that will need it. True if the slowest clock advanced (and tells went out)."""
         low = self.min_clock
         still = []
         for clock, worker, promise in self._waiting:
             if worker not in self.clocks:
                 continue  # it left or died while waiting: nobody to answer
             if self.allows(clock, low):
-                await promise.resolve(self._ok(clock))
+                await promise.resolve(self._ok(clock, worker))
             else:
                 still.append((clock, worker, promise))
         self._waiting = still
-        if low > self._told:
+        advanced = low > self._told
+        if advanced:
             self._told = low
             await self._tell_workers()
         if low > self._announced:
@@ -376,3 +409,4 @@ class ConsistencyProtocol(Actor):
             if self.push_on_advance:
                 for shard in self.shards:
                     await self.ctx.tell(shard, MinClock(low, self.epoch))
+        return advanced
