@@ -11,9 +11,8 @@ miss the worker's own update of ``c``; the gate's staleness >= 1 allows that).
 The gate costs no message while it is open: the protocol tells a worker the slowest
 clock (:class:`MinClock`) when it advanced and the worker will need it, and a worker
 whose protocol keeps the plain staleness rule judges the gate itself from the last one
-it was told; it asks
-(:class:`MayRead`) only when it has to wait, or every clock under a protocol with a
-rule of its own.
+it was told; it asks (:class:`MayRead`) only when it has to wait, or every clock under
+a protocol with a rule of its own.
 """
 
 from __future__ import annotations
