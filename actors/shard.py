@@ -160,7 +160,7 @@ class Shard(Actor):
         """Inside ``writing()``: the version and applied vector readers get with rows."""
         assert self._segment is not None
         applied = msgpack.packb(self.applied)
-        if len(applied) > META_BYTES:  # thousands of workers: read through messages
+        if len(applied) > META_BYTES:  # beyond [job] workers' bound: a bug, say so
             raise Refused(f"applied vector of {len(applied)} bytes exceeds {META_BYTES}")
         self._segment.set_version(self.version)
         self._segment.set_meta(applied)
@@ -412,7 +412,8 @@ class Shard(Actor):
 
 
 META_BYTES = 64 * 1024
-"""Room in a segment for the applied vector (msgpack): thousands of workers' names."""
+"""Room in a segment for the applied vector (msgpack): 1024 workers (the bound of
+``[job] workers``) named ``worker-N`` take about 17 KiB."""
 
 
 def _write_snapshot(path: Path, state: ShardState) -> None:
