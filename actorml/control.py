@@ -59,6 +59,7 @@ class NodeControl(Actor):
                 self.node.set_peer(name, address)
         self.node.placement.update(msg.placement)
         self.directory_ready.set()
+        await self.node.deliver_held()
 
     @handler
     async def shutdown(self, msg: Shutdown) -> Promise:

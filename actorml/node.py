@@ -122,6 +122,10 @@ class Node:
     _handles: dict[str, frozenset[type]] = attrs.field(factory=dict, init=False)
     _down: set[str] = attrs.field(factory=set, init=False)
     _outboxes: dict[str, Outbox] = attrs.field(factory=dict, init=False)
+    _held: dict[str, list[Envelope]] = attrs.field(factory=dict, init=False)
+    """Answers to asks from nodes whose address this node does not know yet (a node
+    that just restarted is asked before the launcher's directory reaches it): sent by
+    :meth:`deliver_held` once it does, instead of lost while the asker waits."""
     _pending: dict[int, _Pending] = attrs.field(factory=dict, init=False)
     _cids: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _counters: dict[str, int] = attrs.field(factory=dict, init=False)
@@ -340,6 +344,11 @@ class Node:
         if outbox is None:
             address = self.directory.get(node)
             if address is None:
+                held = self._held.setdefault(node, [])
+                if env.kind in (REPLY, FAIL) and len(held) < HELD_ANSWERS:
+                    held.append(env)
+                    self.log.info("answer_held", to=str(env.receiver), reason="address unknown")
+                    return
                 known = ", ".join(sorted(self.directory)) or "none"
                 raise UnknownNode(f"no address for node {node!r} (known: {known})")
             outbox = self._outboxes[node] = self.transport.connect(address, node)
@@ -360,6 +369,15 @@ class Node:
             self._drop_outbox(node, outbox)
             return
         self.stats.sent += 1
+
+    async def deliver_held(self) -> None:
+        """Send the answers held for nodes whose address is now known."""
+        for node in [n for n in self._held if n in self.directory]:
+            for env in self._held.pop(node):
+                try:
+                    await self.deliver(env)
+                except (UnknownNode, NodeUnreachable, TransportClosed):
+                    pass  # the asker's node went meanwhile: its ask fails there
 
     def _drop_outbox(self, node: str, outbox: Outbox) -> None:
         if self._outboxes.get(node) is outbox:
@@ -416,6 +434,10 @@ class Node:
                 await self.reply(env, FAIL, ("ActorGone", why))
             except (UnknownNode, TransportClosed):
                 pass
+
+
+HELD_ANSWERS = 256
+"""At most this many answers are held per unknown node (more: refused as before)."""
 
 
 def _unlink(path: str) -> None:

@@ -241,6 +241,31 @@ class TestAsk:
             assert await a.ask("echo", Ping(3)) == Pong(3)
         assert echo.seen == [1, 2, 3]
 
+    async def test_answer_to_a_node_not_yet_known_waits_for_its_address(
+        self, cluster: Cluster, clock: Clock
+    ) -> None:
+        """A node asked by a node it has no address for yet (it just restarted, and the
+        launcher's directory has not reached it) keeps the answer and sends it once the
+        address is known, instead of losing it while the asker waits out its deadline."""
+        a, b = await cluster.node("a"), await cluster.node("b")
+        ref = await cluster.actor(b, "echo", Recorder())
+        address = b.directory.pop("a")  # as if b had just restarted
+        with trio.fail_after(DEADLINE):
+            async with trio.open_nursery() as nursery:
+                answers: list[Any] = []
+
+                async def ask() -> None:
+                    answers.append(await a.ask(ref, Ping(7), timeout=DEADLINE))
+
+                nursery.start_soon(ask)
+                while not b._held.get("a"):  # the answer is kept, not sent or lost
+                    await trio.sleep(0.01)
+                assert answers == []
+                b.set_peer("a", address)
+                await b.deliver_held()
+        assert answers == [Pong(7)]
+        assert b._held == {}
+
     async def test_ask_timeout(self, cluster: Cluster, clock: Clock) -> None:
         """An unanswered ask raises AskTimeout naming the target and the deadline."""
         a, b = await cluster.node("a"), await cluster.node("b")
