@@ -344,9 +344,8 @@ class Node:
         if outbox is None:
             address = self.directory.get(node)
             if address is None:
-                held = self._held.setdefault(node, [])
-                if env.kind in (REPLY, FAIL) and len(held) < HELD_ANSWERS:
-                    held.append(env)
+                if env.kind in (REPLY, FAIL) and len(self._held.get(node, ())) < HELD_ANSWERS:
+                    self._held.setdefault(node, []).append(env)
                     self.log.info("answer_held", to=str(env.receiver), reason="address unknown")
                     return
                 known = ", ".join(sorted(self.directory)) or "none"

@@ -375,10 +375,10 @@ class Worker(Actor):
     async def _segment(self, shard: int) -> SharedReader | None:
         """The reader of slice ``shard``'s segment, opened on first use; None when the
         shard shares none, is on another host, or its segment cannot be mapped."""
-        assert self._map is not None
-        name = self._map.shards[shard]
         if not self._shared:
             return None
+        assert self._map is not None
+        name = self._map.shards[shard]
         if name not in self._segments:
             self._segments[name] = None
             try:

@@ -286,7 +286,7 @@ class ConsistencyProtocol(Actor):
             return  # from a replaced incarnation
         self.clocks[msg.worker] = max(self.clocks[msg.worker], msg.clock)
         if not await self._advance():
-            await self._tell_if_needed(msg.worker)
+            await self._tell_workers([msg.worker])
 
     @handler
     async def join(self, msg: Join) -> Joined:
@@ -364,19 +364,17 @@ class ConsistencyProtocol(Actor):
         except (ActorGone, UnknownNode):
             pass  # a worker that cannot be told asks when it must wait
 
-    async def _tell_if_needed(self, worker: str) -> None:
-        gate = self.local_gate
-        if gate is not None and not math.isinf(gate) and self._needs_telling(worker, gate):
-            await self._tell(worker)
-
-    async def _tell_workers(self, *, everyone: bool = False) -> None:
-        """Tell members the slowest clock, for the gate they judge themselves (ASP's is
-        always open, and a protocol with a rule of its own is asked instead): every
-        member after a membership change, else those that will need it soon."""
+    async def _tell_workers(
+        self, among: list[str] | None = None, *, everyone: bool = False
+    ) -> None:
+        """Tell members (``among`` them; None: all) the slowest clock, for the gate they
+        judge themselves (ASP's is always open, and a protocol with a rule of its own is
+        asked instead): every one after a membership change, else those that will need
+        it soon."""
         gate = self.local_gate
         if gate is None or math.isinf(gate):
             return
-        for worker in list(self.clocks):
+        for worker in list(self.clocks) if among is None else among:
             if everyone or self._needs_telling(worker, gate):
                 await self._tell(worker)
 
