@@ -53,19 +53,19 @@ def coalesced_gradient(
     values: Mapping[str, np.ndarray],
     batches: Sequence[Batch],
     rows: Mapping[str, np.ndarray | None],
+    compact: bool = False,
 ) -> tuple[float, dict[str, np.ndarray]]:
     """The mean loss over the batches' rows and the sum of their gradients, aligned
-    with ``rows`` (their union), each taken at the full tables ``values``.
+    with ``rows`` (their union), each taken at the tables ``values``: full tables, or
+    with ``compact`` only the rows of ``rows``, in its order.
 
     Work is proportional to the rows the batches read (scatter-adds into the union).
     """
     total_loss, total_rows = 0.0, 0
     summed: dict[str, np.ndarray] = {}
     for batch_rows, X_local, y in batches:
-        params = {
-            name: values[name] if ids is None else values[name][ids]
-            for name, ids in batch_rows.items()
-        }
+        params = {name: _rows_of(values[name], ids, rows[name], compact)
+                  for name, ids in batch_rows.items()}  # fmt: skip
         loss, grads = model.gradient(params, X_local, y)
         total_loss += loss * y.shape[0]
         total_rows += y.shape[0]
@@ -82,3 +82,14 @@ def coalesced_gradient(
             else:
                 summed[name][np.searchsorted(union, ids)] += grad  # ids: distinct
     return total_loss / max(total_rows, 1), summed
+
+
+def _rows_of(
+    table: np.ndarray, ids: np.ndarray | None, union: np.ndarray | None, compact: bool
+) -> np.ndarray:
+    """A batch's rows ``ids`` of a table held whole, or (``compact``) as rows ``union``."""
+    if ids is None:
+        return table
+    if not compact:
+        return table[ids]
+    return table if ids is union else table[np.searchsorted(union, ids)]  # type: ignore[arg-type]

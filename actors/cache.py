@@ -16,7 +16,7 @@ from actorml.models.base import TableSpec
 
 from .messages import Rows
 
-__all__ = ["RowCache"]
+__all__ = ["RowCache", "meet"]
 
 
 @attrs.define(eq=False)
@@ -60,17 +60,21 @@ class RowCache:
             self.version[name][ids] = answer.version
             self.source[name][ids] = vid
 
+    def expire(self, table: str, rows: np.ndarray | None) -> None:
+        """Mark ``rows`` (None: all) as never read: the next read of any of them pulls
+        it (a push changed them and they were not read back)."""
+        if rows is None:
+            self.stamp[table][:] = -1
+        else:
+            self.stamp[table][rows] = -1
+
     def applied(self, rows: dict[str, np.ndarray | None]) -> dict[str, int]:
         """Per worker, the highest clock whose updates every row in ``rows`` contains."""
         ids: set[int] = set()
         for name, ids_needed in rows.items():
             src = self.source[name] if ids_needed is None else self.source[name][ids_needed]
-            ids.update(np.unique(src).tolist())
-        vectors = [self.vectors[i] for i in ids if i >= 0]
-        if not vectors:
-            return {}
-        workers = set().union(*vectors)
-        return {w: min(v.get(w, -1) for v in vectors) for w in workers}
+            ids.update(_distinct(src))
+        return meet([self.vectors[i] for i in ids if i >= 0])
 
     def prune(self) -> None:
         """Forget applied vectors no row refers to any more."""
@@ -79,3 +83,23 @@ class RowCache:
             live[src[src >= 0]] = True
         for vid in [v for v in self.vectors if not live[v]]:
             del self.vectors[vid]
+
+
+def meet(vectors: list[dict[str, int]]) -> dict[str, int]:
+    """Per worker, the highest clock whose updates all of ``vectors`` (``applied``
+    vectors of answers) contain: a worker missing from one counts as -1 there."""
+    if not vectors:
+        return {}
+    workers = set().union(*vectors)
+    return {w: min(v.get(w, -1) for v in vectors) for w in workers}
+
+
+def _distinct(src: np.ndarray) -> list[int]:
+    """The distinct values of ``src`` (answer ids: few, and close together since they
+    are numbered in order): a count over their range, not a sort of ``src``."""
+    if not src.size:
+        return []
+    low, high = int(src.min()), int(src.max())
+    if high - low > 4 * src.size:  # far apart: a sort is cheaper than the range
+        return np.unique(src).tolist()  # type: ignore[no-any-return]
+    return (np.flatnonzero(np.bincount(src - low, minlength=high - low + 1)) + low).tolist()  # type: ignore[no-any-return]

@@ -294,12 +294,14 @@ class Shard(Actor):
                 # Keep serving without a backup; the scheduler gives us a new one.
                 self.ctx.log.warning("backup_lost", backup=self.backup, error=str(exc))
                 self.backup = None
+        if not msg.echo:
+            # The worker reads this slice from the shared segment, as fresh as it is:
+            # nothing to send back, nor to push to it when the slowest clock advances.
+            return PushAck(msg.seq, duplicate, Rows([], [], [], dict(self.applied), self.version))
         tables, rows = msg.tables, msg.rows
         if msg.want_tables:
             tables, rows = [*tables, *msg.want_tables], [*rows, *msg.want_rows]
         self._note_reader(msg.worker, tables, rows)
-        if not msg.echo:  # the worker reads them from the shared segment
-            return PushAck(msg.seq, duplicate, Rows([], [], [], dict(self.applied), self.version))
         return PushAck(msg.seq, duplicate, self._rows(tables, rows))
 
     @handler

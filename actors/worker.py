@@ -8,6 +8,12 @@ then ticks the protocol to ``c + 1``. With ``[job] overlap`` the push and tick o
 ``c`` run in the background while clock ``c + 1`` reads and computes (its read may then
 miss the worker's own update of ``c``; the gate's staleness >= 1 allows that).
 
+On a shard's host the worker keeps no copy of that shard's rows: each clock, past the
+gate, it reads the rows it needs straight from the shard's shared-memory segment (as
+fresh as the shard holds them, with the applied vector they hold), and its pushes
+bring nothing back. Through messages (another host, or ``shared_memory = false``) it
+reads through its row cache, as above.
+
 The gate costs no message while it is open: the protocol tells a worker the slowest
 clock (:class:`MinClock`) when it advanced and the worker will need it, and a worker
 whose protocol keeps the plain staleness rule judges the gate itself from the last one
@@ -50,7 +56,7 @@ from actorml.protocols.contract import (
 from actorml.shm import SegmentBusy, SegmentUnavailable, SharedReader, same_host
 
 from .batches import Batch, clock_batches, coalesced_gradient, union_rows
-from .cache import RowCache
+from .cache import RowCache, meet
 from .config import build_model, build_table_map
 from .messages import (
     Assignment,
@@ -154,9 +160,16 @@ class Worker(Actor):
     async def _gate_open(self, clock: int, me: str, inc: int) -> ReadOk:
         """Permission to read at ``clock``: judged locally while the gate is open, else
         asked of the protocol (which answers once this worker may proceed)."""
-        epoch, slowest = self._slowest
-        if self._gate is not None and gate_allows(clock, slowest, self._gate):
-            return ReadOk(slowest, gate_fresh_from(clock, self._gate), epoch)
+        await trio.lowlevel.checkpoint()  # let in a MinClock that already arrived
+        if self._gate is not None:
+            for turn in range(GATE_YIELDS + 1):
+                epoch, slowest = self._slowest
+                if gate_allows(clock, slowest, self._gate):
+                    return ReadOk(slowest, gate_fresh_from(clock, self._gate), epoch)
+                if turn < GATE_YIELDS:
+                    # A MinClock already delivered may wait in the mailbox for this
+                    # task to yield: let it in before paying a round trip.
+                    await trio.lowlevel.checkpoint()
         ok: ReadOk = await self._ask_through_failures(
             self.protocol, MayRead(me, inc, clock), timeout=self.wait_timeout_s
         )
@@ -268,20 +281,25 @@ class Worker(Actor):
         began = time.perf_counter()
         ok = await self._gate_open(clock, me, inc)
         rows = union_rows([b[0] for b in batches])
-        await self._pull_stale(rows, ok)
+        direct = await self._read_direct(rows)
+        if direct is None:
+            await self._pull_stale(rows, ok)
+            values, seen = self._cache.values, self._cache.applied(rows)
+        else:
+            values, seen = direct
         waited = time.perf_counter() - began
-        seen = self._cache.applied(rows)
         self.reads.append((clock, seen))
         self._computing = True  # the cache stays as read until the gradients are taken
         t0 = time.perf_counter()
+        compact = direct is not None
         try:
             if self._last_compute < INLINE_COMPUTE_S:
                 # A hand-off to a thread and back costs more than this compute does; the
                 # node's heartbeats wait at most this long.
-                loss, grads = coalesced_gradient(model, self._cache.values, batches, rows)
+                loss, grads = coalesced_gradient(model, values, batches, rows, compact)
             else:
                 loss, grads = await trio.to_thread.run_sync(
-                    coalesced_gradient, model, self._cache.values, batches, rows
+                    coalesced_gradient, model, values, batches, rows, compact
                 )
         finally:
             self._computing = False
@@ -430,6 +448,48 @@ class Worker(Actor):
         rows = [tmap.owned(t, shard) if i is None else i for t, i in zip(tables, ids, strict=True)]
         return Rows(list(tables), rows, values, msgpack.unpackb(meta), int(version))
 
+    async def _read_direct(
+        self, rows: dict[str, np.ndarray | None]
+    ) -> tuple[dict[str, np.ndarray], dict[str, int]] | None:
+        """``rows`` (per table: sorted ids, or None for all) read straight from the
+        segments of the shards that hold them, with what they contain (per worker, the
+        highest clock whose updates every row holds); None when a shard holding some is
+        not readable so (then read through the cache).
+
+        Per table the values are aligned with its ids (a whole table: all its rows).
+        Read after the gate, a segment holds every update the gate promises and the
+        worker's own (each acknowledged before its tick), and no older copy is kept.
+        """
+        if not self._shared:
+            return None
+        assert self._map is not None
+        tmap = self._map
+        wanted: dict[int, tuple[list[str], list[np.ndarray | None]]] = {}
+        for name, ids in rows.items():
+            for shard, part in tmap.split(name, ids):
+                tables, asks = wanted.setdefault(shard, ([], []))
+                tables.append(name)
+                asks.append(part)
+        answers = []
+        for shard, (tables, asks) in wanted.items():
+            answer = await self._read_shared(shard, tables, asks)
+            if answer is None:
+                return None
+            answers.append(answer)
+        seen = meet([a.applied for a in answers])
+        if len(answers) == 1:
+            return dict(zip(answers[0].tables, answers[0].values, strict=True)), seen
+        out = {
+            name: np.empty((tmap.spec(name).rows if ids is None else ids.size,
+                            tmap.spec(name).cols))
+            for name, ids in rows.items()
+        }  # fmt: skip
+        for answer in answers:
+            for name, got, values in zip(answer.tables, answer.rows, answer.values, strict=True):
+                ids = rows[name]
+                out[name][got if ids is None else np.searchsorted(ids, got)] = values
+        return out, seen
+
     async def _pull_stale(self, rows: dict[str, np.ndarray | None], ok: ReadOk) -> None:
         assert self._cache is not None and self._map is not None
         cache, tmap = self._cache, self._map
@@ -489,13 +549,14 @@ class Worker(Actor):
             )  # fmt: skip
             ack: PushAck = await self._ask_shard(shard, msg)  # a retry resends the same seq
             self.acked.append((shard, msg.seq))
-            answer: Rows | None = ack.rows
             if not echo:
-                names, ids = [*tables, *want_tables], [*parts, *want_rows]
-                answer = await self._read_shared(shard, names, ids)
-                if answer is None:  # the segment went meanwhile: ask for them
-                    answer = await self._ask_shard(shard, Pull(me, names, ids))
-            assert answer is not None
+                # On the shard's host the next clock reads its segment: nothing comes
+                # back. The cached copies of the rows pushed are out of date now; should
+                # a clock read through the cache (the segment went), it pulls them.
+                for name, part in zip(tables, parts, strict=True):
+                    cache.expire(name, part)
+                return
+            answer: Rows = ack.rows
             if self._computing:  # overlap: the next clock's compute reads the cache
                 self._deferred.append((answer, ok.min_clock))
             else:
@@ -521,6 +582,10 @@ class _Computed:
     waited: float
     seen: dict[str, int]
 
+
+GATE_YIELDS = 2
+"""How many times a worker whose gate looks closed yields to its own mailbox (where a
+MinClock may already be waiting) before it asks the protocol."""
 
 INLINE_COMPUTE_S = 0.002
 """A clock whose compute took less than this runs the next one in the actor's own task:

@@ -213,8 +213,10 @@ class TestConformance:
     ) -> None:
         """ESSP's defining behaviour, not only SSP's guarantee: the shards push the rows
         each worker read when the slowest clock advances (24 clocks: many pushes); SSP's
-        shards push nothing."""
-        result, reads = await _run(_job({"kind": kind, "staleness": 2}), tmp_path)
+        shards push nothing. Reads through messages: a worker that reads a shard's
+        shared-memory segment reads it as fresh as it is, and is pushed nothing."""
+        job = _job({"kind": kind, "staleness": 2}, shared_memory=False)
+        result, reads = await _run(job, tmp_path)
         assert violations(reads, 2) == []
         if pushes:
             assert result["rows_pushed"] >= 24, result["rows_pushed"]
@@ -223,19 +225,20 @@ class TestConformance:
 
     async def test_an_open_gate_costs_no_round_trip(self, tmp_path: Path) -> None:
         """Workers within the bound proceed on the slowest clock the protocol told them:
-        of 96 reads under SSP(3) without a straggler, at most a quarter ask the protocol,
-        and it tells them the slowest clock only when they will need it.
-        Measured: 0 to 4 on an idle machine, 15 with the test suite's own load (a tell
-        still in flight when a fast worker reaches the gate); 37 to 47 when the protocol
-        stopped telling them."""
+        of 96 reads under SSP(3) without a straggler, at most 18 ask the protocol, and
+        it tells them the slowest clock only when they will need it.
+        Measured: 0 to 13 (a tell still in flight when a fast worker reaches the gate);
+        24 to 33 when the protocol stopped telling them (each ask's answer then tells);
+        21 to 30 when a worker whose gate looks closed does not first let in the tells
+        already delivered."""
         result, reads = await _run(_job({"kind": "ssp", "staleness": 3}, delay_s=0.0), tmp_path)
         assert violations(reads, 3) == []
-        assert result["asked"] <= 24, result["asked"]
+        assert result["asked"] <= 18, result["asked"]
         # Nor does a worker with slack hear every advance: the protocol tells a worker
         # the slowest clock only when the gate would otherwise close within its next two
-        # clocks. Measured: 45 to 49 tells for the 96 reads; 65 to 92 when every advance
-        # is told to every worker.
-        assert result["told"] <= 60, result["told"]
+        # clocks. Measured: 43 to 66 tells for the 96 reads (workers in lock-step need one
+        # every clock or two); 88 to 95 when every advance is told to every worker.
+        assert result["told"] <= 75, result["told"]
 
     async def test_removing_the_gate_is_caught(self, tmp_path: Path) -> None:
         """A protocol without its gate lets a fast worker read too-stale rows: flagged."""
