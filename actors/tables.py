@@ -42,7 +42,7 @@ class TableMap:
         """Local positions on shard ``shard`` of global ``rows`` it owns."""
         spec, n = self.spec(table), len(self.shards)
         if spec.sparse:
-            return rows // n
+            return rows if n == 1 else rows // n  # read-only use: no copy for one shard
         return rows - self._bounds(spec.rows)[shard]
 
     def holds(self, table: str, shard: int, rows: np.ndarray) -> bool:
@@ -53,20 +53,29 @@ class TableMap:
             return True
         if spec.sparse:
             in_table = rows.min() >= 0 and rows.max() < spec.rows
-            return bool(in_table and np.all(rows % n == shard))
+            return bool(in_table and (n == 1 or np.all(rows % n == shard)))
         bounds = self._bounds(spec.rows)
         return bool(rows.min() >= bounds[shard] and rows.max() < bounds[shard + 1])
 
     def split(self, table: str, rows: np.ndarray | None) -> list[tuple[int, np.ndarray | None]]:
         """``rows`` (None: all) grouped by owning shard, as (shard, global rows or None)."""
+        return [(k, part) for k, part, _ in self._parts(table, rows)]
+
+    def _parts(
+        self, table: str, rows: np.ndarray | None
+    ) -> list[tuple[int, np.ndarray | None, np.ndarray | None]]:
+        """:meth:`split` with, per shard, the mask of ``rows`` it owns (None: all)."""
         n = len(self.shards)
         if rows is None:
-            return [(k, None) for k in range(n)]
+            return [(k, None, None) for k in range(n)]
+        if n == 1:
+            return [(0, rows, None)] if rows.size else []
         spec = self.spec(table)
         owner = (
             rows % n if spec.sparse else np.searchsorted(self._bounds(spec.rows), rows, "right") - 1
         )
-        return [(k, rows[owner == k]) for k in range(n) if np.any(owner == k)]
+        masks = [(k, owner == k) for k in range(n)]
+        return [(k, rows[mask], mask) for k, mask in masks if mask.any()]
 
     def block(self, table: str, shard: int) -> slice:
         """The rows of a dense ``table`` that ``shard`` owns, as one slice."""
@@ -82,13 +91,12 @@ class TableMap:
         out: dict[int, tuple[list[str], list[np.ndarray | None], list[np.ndarray]]] = {}
         for name, ids in rows.items():
             grad = grads[name]
-            for shard, part in self.split(name, ids):
+            for shard, part, mask in self._parts(name, ids):
                 if part is None:
                     sparse = self.spec(name).sparse
                     piece = grad[self.owned(name, shard) if sparse else self.block(name, shard)]
                 else:
-                    assert ids is not None
-                    piece = grad[np.searchsorted(ids, part)]
+                    piece = grad if mask is None else grad[mask]
                 tables, parts, pieces = out.setdefault(shard, ([], [], []))
                 tables.append(name)
                 parts.append(part)
