@@ -29,6 +29,9 @@ class RowCache:
     source: dict[str, np.ndarray]
     vectors: dict[int, dict[str, int]] = attrs.field(factory=dict)
     _next: int = 0
+    _filled: bool = False
+    """Whether any row was ever stored (a worker that reads only shared segments never
+    fills its cache, and expiring rows never read costs nothing)."""
 
     @classmethod
     def empty(cls, specs: tuple[TableSpec, ...]) -> RowCache:
@@ -42,14 +45,15 @@ class RowCache:
     def stale(self, table: str, rows: np.ndarray | None, fresh_from: int | None) -> np.ndarray:
         """A boolean mask over ``rows`` (None: all rows) of the rows that must be pulled."""
         stamp = self.stamp[table] if rows is None else self.stamp[table][rows]
-        if fresh_from is None:
-            return stamp < 0  # never read: any value will do, but we need one
-        return stamp < fresh_from
+        # A row never read (or expired: stamp -1) is always pulled, also in the first
+        # clocks, where the rule itself would accept any copy (fresh_from < 0).
+        return stamp < (0 if fresh_from is None else max(fresh_from, 0))
 
     def store(self, answer: Rows, stamp: int) -> None:
         """Keep what ``answer`` brings, unless a row already holds a newer version."""
         vid = self._next
         self._next += 1
+        self._filled = True
         self.vectors[vid] = dict(answer.applied)
         for name, ids, values in zip(answer.tables, answer.rows, answer.values, strict=True):
             newer = self.version[name][ids] <= answer.version
@@ -63,6 +67,8 @@ class RowCache:
     def expire(self, table: str, rows: np.ndarray | None) -> None:
         """Mark ``rows`` (None: all) as never read: the next read of any of them pulls
         it (a push changed them and they were not read back)."""
+        if not self._filled:
+            return  # every row still reads as never read
         if rows is None:
             self.stamp[table][:] = -1
         else:

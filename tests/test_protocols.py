@@ -9,6 +9,7 @@ import attrs
 import pytest
 import trio
 
+from actorml.actors.worker import Worker
 from actorml.local import open_local_cluster
 from actorml.protocols.ssp import SSP
 from actorml.testing import MemoryNetwork
@@ -23,6 +24,19 @@ class GatelessSSP(SSP):
 
     def allows(self, clock: int, min_clock: int) -> bool:
         return True
+
+
+@attrs.define(eq=False)
+class HalfSharedWorker(Worker):
+    """A worker whose segment reads fail every other clock (as when a shard's segment
+    goes and comes back): it then reads through its row cache, which must not serve
+    rows its own pushes since changed."""
+
+    _turn: int = attrs.field(init=False, default=0)
+
+    async def _read_direct(self, rows: dict[str, Any]) -> Any:
+        self._turn += 1
+        return None if self._turn % 2 else await super()._read_direct(rows)
 
 
 SPARSE = {"source": "generated:sparse", "n_samples": 1600, "n_features": 300, "nnz_per_row": 6}
@@ -140,6 +154,34 @@ class TestConformance:
         # every push's rows come back through the segment (4 workers x 24 clocks x 2)
         assert result["shared_reads"] >= (192 if shared else 0)
         assert shared or result["shared_reads"] == 0
+
+    @pytest.mark.parametrize(
+        "protocol,staleness,sparse",
+        [
+            ({"kind": "ssp", "staleness": 3}, 3, False),
+            ({"kind": "asp"}, float("inf"), False),
+            ({"kind": "ssp", "staleness": 3}, 3, True),
+        ],
+        ids=["ssp3", "asp", "ssp3-sparse"],
+    )
+    async def test_reads_switching_between_segment_and_cache(
+        self, protocol: dict[str, Any], staleness: float, sparse: bool, tmp_path: Path
+    ) -> None:
+        """Every other clock a worker cannot read the segment and reads through its
+        cache: pushes that brought nothing back (the segment reader's) must have marked
+        the cached rows out of date, or the cache serves a row without the worker's own
+        last update. Fails when ``RowCache.expire`` does nothing."""
+        job = _job(protocol, sparse=sparse)
+        kind = f"{__name__}:HalfSharedWorker"
+        nodes = tuple(
+            attrs.evolve(n, actors=tuple(
+                attrs.evolve(a, kind=kind) if a.name in WORKERS else a for a in n.actors
+            ))
+            for n in job.nodes
+        )  # fmt: skip
+        result, reads = await _run(attrs.evolve(job, nodes=nodes), tmp_path)
+        assert violations(reads, staleness) == []
+        assert result["shared_reads"] >= 48, result["shared_reads"]
 
     @pytest.mark.parametrize(
         "protocol,staleness",
