@@ -96,8 +96,9 @@ class MpScheduler(Scheduler):
             "job_ready", problem=self.model["kind"], schedule=kind, round=self.round, **sizes
         )
 
-    def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "round": self.round, "updates": self.updates}
+    def _state(self, *, with_acked: bool = True) -> dict[str, Any]:
+        state = super()._state(with_acked=with_acked)
+        return {**state, "round": self.round, "updates": self.updates}
 
     def _restore(self, path: Path) -> None:
         if path.exists():
@@ -186,10 +187,7 @@ class MpScheduler(Scheduler):
                 return
             self.updates += done.updates
             compute.append(done.compute_s)
-            for shard, seqs in done.acked.items():
-                self.acked.setdefault(int(shard), {}).setdefault(
-                    f"{done.worker}#{done.incarnation}", set()
-                ).update(seqs)
+            self._acks.record(f"{done.worker}#{done.incarnation}", done.acked)
 
         async with trio.open_nursery() as nursery:
             for worker, block in zip(live, blocks, strict=True):
@@ -259,7 +257,7 @@ class MpScheduler(Scheduler):
             self._seq += 1
             msg = Push(me, inc, self._seq, self.round, tables, at, pieces)
             ack: PushAck = await self.ctx.ask(self.primaries[shard], msg)
-            self.acked.setdefault(shard, {}).setdefault(f"{me}#{inc}", set()).add(ack.seq)
+            self._acks.record(f"{me}#{inc}", {shard: [ack.seq]})
         self.ctx.log.warning("tables_repaired", round=self.round, tables=sorted(changes))
 
     async def _finish_rounds(self) -> None:

@@ -30,6 +30,7 @@ from actorml import Actor, handler
 from actorml.models.base import Model, take_rows
 from actorml.models.dataset import Dataset, partition
 
+from .acklog import AckLog
 from .config import build_model, load_job
 from .messages import GetLayout, Layout, ShardHello, ShardRole
 from .pipemessages import Flushed, Forward, StageReady, StageUp
@@ -90,7 +91,7 @@ class Pipeline(Actor):
     _attempts: dict[int, _Attempt] = attrs.field(init=False, factory=dict)
     _next_step: dict[int, int] = attrs.field(init=False, factory=dict)
     _clocks: dict[int, int] = attrs.field(init=False, factory=dict)
-    _acked: dict[int, dict[str, set[int]]] = attrs.field(init=False, factory=dict)
+    _acks: AckLog = attrs.field(init=False, factory=lambda: AckLog(None))
     _bubbles: list[float] = attrs.field(init=False, factory=list)
     _losses: list[float] = attrs.field(init=False, factory=list)
     _redone: int = attrs.field(init=False, default=0)
@@ -154,9 +155,7 @@ class Pipeline(Actor):
         if attempt is None or attempt.step != msg.step:
             return  # from an abandoned attempt
         attempt.flushed[msg.stage] = msg
-        for shard, seqs in msg.acked.items():
-            name = f"{stage_name(msg.stage, msg.replica)}#{msg.incarnation}"
-            self._acked.setdefault(int(shard), {}).setdefault(name, set()).update(seqs)
+        self._acks.record(f"{stage_name(msg.stage, msg.replica)}#{msg.incarnation}", msg.acked)
         if len(attempt.flushed) == self.n_stages:
             attempt.over.set()
 
@@ -281,7 +280,7 @@ class Pipeline(Actor):
         holders = self.shards or [stage_name(s, 0) for s in range(self.n_stages)]
         return await fetch_tables(
             lambda holder, msg: self.ctx.ask_when_up(holder, msg, within_s=120),
-            self._model, holders, self._acked,
+            self._model, holders, self._acks.acked,
         )  # fmt: skip
 
     async def _evaluate(self, epoch: int) -> dict[str, Any]:

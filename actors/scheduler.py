@@ -29,6 +29,7 @@ from actorml.models.staging import NotStaged, load_and_stage, staged_path
 from actorml.protocols.contract import Clocks, GetClocks
 from actorml.resume import resume_snapshot, snapshot_directory
 
+from .acklog import Acked, AckLog
 from .config import build_model, make_layout
 from .messages import (
     Assignment,
@@ -83,7 +84,7 @@ class Scheduler(Actor):
     primaries: list[str] = attrs.field(init=False, factory=list)
     backups: list[str | None] = attrs.field(init=False, factory=list)
     map_version: int = attrs.field(init=False, default=0)
-    acked: dict[int, dict[str, set[int]]] = attrs.field(init=False, factory=dict)
+    _acks: AckLog = attrs.field(init=False, factory=lambda: AckLog(None))
     _saved_at: float = attrs.field(init=False, default=0.0)
     _next_eval: int = attrs.field(init=False, default=0)
     _next_snapshot: int = attrs.field(init=False, default=0)
@@ -163,12 +164,15 @@ class Scheduler(Actor):
         self.primaries = list(self.shards)
         self.backups = list(self.replicas) if self.replicas else [None] * len(self.shards)
         self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._acks = AckLog(self._ack_file)
         if self.ctx.restarted:
             self._restore(self._state_file)
         elif (snapshot := resume_snapshot(self.run_dir)) is not None:
             self._restore(snapshot / "scheduler.json")
             self._save()
             self.ctx.log.warning("job_resumed", snapshot=str(snapshot), clocks=self.clocks)
+        else:
+            self._acks.rewrite({})  # a run directory used before keeps no old record
         period = int(self.job.get("snapshot_every_clocks", 0) or 0)
         if period:
             self._next_snapshot = (min(self.clocks.values()) // period + 1) * period
@@ -194,13 +198,25 @@ class Scheduler(Actor):
     def _state_file(self) -> Path:
         return self.run_dir / "scheduler_state.json"
 
+    @property
+    def _ack_file(self) -> Path:
+        return self.run_dir / "acked.jsonl"
+
+    @property
+    def acked(self) -> Acked:
+        """Per slice, per ``worker#incarnation``, the pushes reported acknowledged."""
+        return self._acks.acked
+
     def _save(self, *, throttle: bool = False) -> None:
-        """Write what a restarted scheduler needs (atomically: temp file, then rename)."""
+        """Write what a restarted scheduler needs (atomically: temp file, then rename;
+        the acknowledged pushes reported since the last save are appended to their
+        journal, so a save costs what was reported since, not the job's history)."""
         now = time.perf_counter()
         if throttle and now - self._saved_at < 0.5:
             return
         self._saved_at = now
-        _write_json(self._state_file, self._state())
+        _write_json(self._state_file, self._state(with_acked=False))
+        self._acks.flush()
 
     async def _snapshot(self, clock: int) -> Path:
         """Tables, optimiser state, clocks and progress under ``snapshots/clock-N``.
@@ -224,8 +240,11 @@ class Scheduler(Actor):
         self.ctx.log.info("snapshot_taken", clock=clock, path=str(directory))
         return directory
 
-    def _state(self) -> dict[str, Any]:
-        return {
+    def _state(self, *, with_acked: bool = True) -> dict[str, Any]:
+        """What a restarted or resumed scheduler needs; the acknowledged pushes only
+        if ``with_acked`` (a snapshot holds them; the state file leaves them to the
+        journal)."""
+        state = {
             "elapsed": time.perf_counter() - self._start if self._start else 0.0,
             "clocks": self.clocks,
             "done": sorted(self._done),
@@ -235,8 +254,10 @@ class Scheduler(Actor):
             "primaries": self.primaries,
             "backups": self.backups,
             "map_version": self.map_version,
-            "acked": {k: {w: sorted(v) for w, v in m.items()} for k, m in self.acked.items()},
         }
+        if with_acked:
+            state["acked"] = self._acks.as_json()
+        return state
 
     def _restore(self, path: Path) -> None:
         if not path.exists():
@@ -250,7 +271,11 @@ class Scheduler(Actor):
         self._evaluated_epochs = state["evaluated_epochs"]
         self.primaries, self.backups = state["primaries"], state["backups"]
         self.map_version = state["map_version"]
-        self.acked = {int(k): {w: set(v) for w, v in m.items()} for k, m in state["acked"].items()}
+        if "acked" in state:  # a snapshot's
+            self._acks.rewrite({int(k): {w: set(v) for w, v in m.items()}
+                                for k, m in state["acked"].items()})  # fmt: skip
+        else:
+            self._acks = AckLog.load(self._ack_file)
         self.ctx.log.warning("scheduler_restored", clocks=self.clocks, done=sorted(self._done))
 
     @handler
@@ -348,10 +373,7 @@ class Scheduler(Actor):
         now = time.perf_counter() - self._start
         self.clocks[msg.worker] = max(self.clocks.get(msg.worker, 0), msg.clock + 1)
         self._samples += msg.samples
-        for shard, seqs in msg.acked.items():
-            self.acked.setdefault(int(shard), {}).setdefault(
-                f"{msg.worker}#{msg.incarnation}", set()
-            ).update(seqs)
+        self._acks.record(f"{msg.worker}#{msg.incarnation}", msg.acked)
         self._losses.append(msg.loss)
         self._metrics.write(json.dumps({
             "t": round(now, 4), "wall": round(time.time(), 4), "worker": msg.worker,

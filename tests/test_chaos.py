@@ -116,3 +116,7 @@ class TestChaos:
         assert result["test_accuracy"] > 0.9
         for audit in result["audit"].values():
             assert audit["lost"] == 0 and audit["doubled"] == 0
+            # The restarted scheduler read back the pushes reported acknowledged before
+            # the kill (its journal); unreported are only those whose reports died with
+            # it (at most half a second's). Measured: 36 of 2240; 923 when it forgot.
+            assert audit["unreported"] <= audit["applied"] // 10, audit
