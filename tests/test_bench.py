@@ -40,6 +40,7 @@ EXPECTED = {
         {"actor_gbps", "raw_gbps", "gbps_plain_tcp", "gbps_tls"},
         {"gbps_vs_raw", "gbps_tls_vs_tcp"},
     ),
+    "message_cost": ({"cpu_us_per_msg_nng", "cpu_us_per_msg_unix"}, {"cpu_per_msg_nng_vs_unix"}),
 }
 
 
