@@ -202,17 +202,22 @@ class TestConformance:
         [
             ({"kind": "bsp"}, 0, False),
             ({"kind": "ssp", "staleness": 1}, 1, False),
+            ({"kind": "ssp", "staleness": 3}, 3, False),
             ({"kind": "essp", "staleness": 2}, 2, False),
+            ({"kind": "asp"}, float("inf"), False),
             ({"kind": "ssp", "staleness": 2}, 2, True),
         ],
-        ids=["bsp", "ssp1", "essp2", "ssp2-sparse"],
+        ids=["bsp", "ssp1", "ssp3", "essp2", "asp", "ssp2-sparse"],
     )
+    @pytest.mark.parametrize("shared", [True, False], ids=["shm", "messages"])
     async def test_clocks_of_four_mini_batches_meet_the_guarantee(
-        self, protocol: dict[str, Any], staleness: float, sparse: bool, tmp_path: Path
-    ) -> None:
+        self, protocol: dict[str, Any], staleness: float, sparse: bool, shared: bool,
+        tmp_path: Path,
+    ) -> None:  # fmt: skip
         """batches_per_clock = 4: one coalesced push per shard per clock of 4 mini-batches
-        of 10 rows; every read still meets the guarantee, clock by clock."""
-        job = _job(protocol, sparse=sparse, batches_per_clock=4)
+        of 10 rows; every read still meets the guarantee, clock by clock, read from the
+        segments or through messages."""
+        job = _job(protocol, sparse=sparse, batches_per_clock=4, shared_memory=shared)
         result, reads = await _run(job, tmp_path)
         assert result["epochs"] == 3 and result["samples"] == 3 * 1200
         assert all(len(r) == 24 for r in reads.values())
@@ -232,14 +237,16 @@ class TestConformance:
         ],
         ids=["ssp1", "ssp3", "essp2", "asp", "ssp2-sparse", "ssp1-k4"],
     )
+    @pytest.mark.parametrize("shared", [True, False], ids=["shm", "messages"])
     async def test_overlapped_clocks_meet_the_guarantee(
-        self, protocol: dict[str, Any], staleness: float, sparse: bool, k: int, tmp_path: Path
-    ) -> None:
+        self, protocol: dict[str, Any], staleness: float, sparse: bool, k: int, shared: bool,
+        tmp_path: Path,
+    ) -> None:  # fmt: skip
         """overlap = true: a worker computes clock c + 1 while its push of clock c is in
         flight. Every read still sees all updates stamped <= c-s-1 and its own up to
-        c - 2; and the overlap is real: some reads went ahead of the worker's own last
-        push (else this would test nothing)."""
-        job = _job(protocol, sparse=sparse, batches_per_clock=k, overlap=True)
+        c - 2, from the segments or through messages; and the overlap is real: some
+        reads went ahead of the worker's own last push (else this would test nothing)."""
+        job = _job(protocol, sparse=sparse, batches_per_clock=k, overlap=True, shared_memory=shared)
         result, reads = await _run(job, tmp_path)
         assert result["epochs"] == 3 and result["samples"] == 3 * 1200
         assert all(len(r) == 24 for r in reads.values())
