@@ -13,6 +13,11 @@ the target: the held-out loss the BSP job without a straggler (the first job of 
 run) had reached at ``TARGET_AT`` (three quarters) of its clocks. Observed staleness
 comes from every worker's clocks in ``metrics.jsonl``.
 
+Last, the freshness part: SSP(3) and ESSP(3) without a straggler, reading through
+messages (``shared_memory = false``, as across hosts) in clocks of four mini-batches,
+where ESSP's pushes on each advance of the slowest clock should make reads fresher;
+their observed staleness (``figures.freshness_*``).
+
     python bench/consistency.py [--quick] [--json PATH] [--plot PATH] [--repeats N] [--keep DIR]
 """
 
@@ -63,6 +68,11 @@ TRANSIENT = {"transient_p": 0.1, "transient_factor": 4.0}
 #: the way the loss still falls steeply enough to time, and every job has a quarter of
 #: its budget left to reach it
 TARGET_AT = 0.75
+#: ESSP against SSP at the same s where reads go through messages (as across hosts) and
+#: a clock is four mini-batches (of a quarter of the batch: the same rows per clock):
+#: where ESSP's pushes on each advance should make reads fresher than SSP's
+FRESHNESS_PROTOCOLS = ("ssp3", "essp3")
+FRESHNESS = {"shared_memory": False, "batches_per_clock": 4}
 
 #: the benchmark's job; ``--quick`` shrinks the data and the epochs. The data is
 #: generated once by the benchmark and handed to the job as an npz file (so each of
@@ -125,6 +135,8 @@ def topology(protocol: str, condition: str, config: dict[str, Any], run_root: Pa
         job["slowdown"] = dict(STRAGGLER)
     elif condition == "transient":
         job.update(TRANSIENT)
+    elif condition == "freshness":
+        job.update(FRESHNESS, batch_size=job["batch_size"] // FRESHNESS["batches_per_clock"])
     sections = {
         "job": job,
         "data": config["data"],
@@ -185,9 +197,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def summarize(
-    runs: list[Run], target: float, protocols: tuple[str, ...]
+    runs: list[Run], target: float, protocols: tuple[str, ...], fresh: list[Run]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Figures and ratios for the JSON (medians over repeats)."""
+    """Figures and ratios for the JSON (medians over repeats; staleness over every
+    clock of every repeat); ``fresh``: the runs of the freshness part."""
     figures: dict[str, Any] = {
         "target_test_loss": target,
         "time_to_target_s": {},
@@ -223,6 +236,17 @@ def summarize(
         ratios[f"{p}_straggler_vs_no_straggler"] = _ratio(
             ttt[p]["straggler"], ttt[p]["no_straggler"]
         )
+    for p in FRESHNESS_PROTOCOLS:
+        merged = sum((r.staleness for r in fresh if r.protocol == p), Counter())
+        total = sum(merged.values())
+        figures.setdefault("freshness_staleness_mean_clocks", {})[p] = (
+            sum(k * v for k, v in merged.items()) / total
+        )
+        figures.setdefault("freshness_staleness_at_zero_share", {})[p] = merged.get(0, 0) / total
+    fresh_mean = figures["freshness_staleness_mean_clocks"]
+    ratios["essp3_vs_ssp3_staleness_mean_k4_messages"] = _ratio(
+        fresh_mean["essp3"], fresh_mean["ssp3"]
+    )
     if "essp3" in protocols and "ssp3" in protocols:
         ratios["essp3_vs_ssp3_staleness_mean"] = {
             c: _ratio(
@@ -337,12 +361,23 @@ def report(figures: dict[str, Any], ratios: dict[str, Any], protocols: tuple[str
         ["protocol", *(h for c in CONDITIONS for h in (f"mean ({c})", "share 0", "max"))],
         rows,
     )
+    print_table(
+        "Observed staleness, no straggler, reads through messages, clocks of 4 mini-batches",
+        ["protocol", "mean", "share 0"],
+        [
+            [p, f"{figures['freshness_staleness_mean_clocks'][p]:.2f}",
+             f"{figures['freshness_staleness_at_zero_share'][p]:.2f}"]
+            for p in FRESHNESS_PROTOCOLS
+        ],
+    )  # fmt: skip
 
 
 async def measure(
     protocols: tuple[str, ...], repeats: int, config: dict[str, Any], root: Path
-) -> tuple[list[Run], float]:
-    """Every job of the schedule; returns the runs and the target loss."""
+) -> tuple[list[Run], float, list[Run]]:
+    """Every job of the schedule, then those of the freshness part (no straggler; no
+    target: what they show is their staleness); returns the runs, the target loss and
+    the freshness runs."""
     runs: list[Run] = []
     target = math.nan
     data = await trio.to_thread.run_sync(prepare_data, config, root)
@@ -360,7 +395,15 @@ async def measure(
             f"(with start-up {run.wall_s:.0f} s)",
             flush=True,
         )
-    return runs, target
+    fresh = []
+    for n in range(repeats):
+        for p in FRESHNESS_PROTOCOLS if n % 2 == 0 else FRESHNESS_PROTOCOLS[::-1]:
+            run = await run_job(p, "freshness", config, root)
+            fresh.append(run)
+            mean = sum(k * v for k, v in run.staleness.items()) / sum(run.staleness.values())
+            print(f"{p:>6} freshness     job {run.summary['train_seconds']:6.1f} s  "
+                  f"mean staleness {mean:.2f}", flush=True)  # fmt: skip
+    return runs, target, fresh
 
 
 def main() -> None:
@@ -389,8 +432,8 @@ def main() -> None:
     began = time.perf_counter()
     with scratch_dir() as tmp:
         root = args.keep.resolve() if args.keep else tmp / "runs"
-        runs, target = trio.run(measure, protocols, repeats, config, root)
-    figures, ratios = summarize(runs, target, protocols)
+        runs, target, fresh = trio.run(measure, protocols, repeats, config, root)
+    figures, ratios = summarize(runs, target, protocols, fresh)
     report(figures, ratios, protocols)
     plot(runs, target, protocols, args.plot)
     print(f"\nfigure: {args.plot}; wall time {time.perf_counter() - began:.0f} s")

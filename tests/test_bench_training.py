@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 
 QUICK_PROTOCOLS = ("bsp", "ssp3")
 CONDITIONS = ("no_straggler", "straggler", "transient")
+FRESHNESS_PROTOCOLS = ("ssp3", "essp3")
 
 
 def _run(name: str, tmp_path: Path, ipc_dir: str, *extra: str) -> dict[str, Any]:
@@ -53,6 +54,12 @@ class TestTrainingBenchmarks:
         for name in ("ssp3_vs_bsp_straggler", "ssp3_vs_bsp_no_straggler",
                      "ssp3_vs_bsp_transient", "bsp_straggler_vs_no_straggler"):  # fmt: skip
             assert ratios[name] is None or _positive(ratios[name]), (name, ratios[name])
+        for key in ("freshness_staleness_mean_clocks", "freshness_staleness_at_zero_share"):
+            for p in FRESHNESS_PROTOCOLS:
+                value = figures[key][p]
+                assert isinstance(value, float) and math.isfinite(value) and value >= 0
+        ratio = ratios["essp3_vs_ssp3_staleness_mean_k4_messages"]
+        assert ratio is None or _positive(ratio), ratio
         assert (tmp_path / "c.png").stat().st_size > 10_000
 
     def test_throughput_quick_run(self, tmp_path: Path, ipc_dir: str) -> None:
