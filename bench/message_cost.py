@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--bytes", type=int, default=1000, help="message size (default 1000)")
     parser.add_argument("--gap-ms", type=float, default=1.0, help="pacing (default 1 ms)")
     args = parser.parse_args()
-    batches, count = (3, 500) if args.quick else (7, 2000)
+    batches, count = (3, 300) if args.quick else (7, 2000)
     gap_s = args.gap_ms / 1e3
     results: dict[str, list[tuple[float, float]]] = {k: [] for k in KINDS}
     with scratch_dir() as tmp:
