@@ -42,10 +42,9 @@ class AckLog:
         """Note the pushes ``worker`` (``"name#incarnation"``) saw acknowledged, per
         slice (keyed by its index, an int or its decimal string as a message has it)."""
         for shard, seqs in acked.items():
-            k = int(shard)
             seqs = set(seqs)
-            self.acked.setdefault(k, {}).setdefault(worker, set()).update(seqs)
-            self._pending.setdefault(k, {}).setdefault(worker, set()).update(seqs)
+            _add(self.acked, shard, worker, seqs)
+            _add(self._pending, shard, worker, seqs)
 
     def flush(self) -> None:
         """Append what was recorded since the last flush (nothing to append: no write)."""
@@ -57,11 +56,15 @@ class AckLog:
             journal.write(line)
         self._pending = {}
 
-    def rewrite(self, acked: Acked | None = None) -> None:
-        """Start the journal afresh holding ``acked`` (default: what is recorded now):
-        a new job in a used run directory, or one resumed from a snapshot."""
+    def rewrite(self, acked: Mapping[Any, Mapping[str, Iterable[int]]] | None = None) -> None:
+        """Start the journal afresh holding ``acked`` (default: what is recorded now; a
+        snapshot's record as :meth:`as_json` wrote it, or ``{}``): a new job in a used
+        run directory, or one resumed from a snapshot."""
         if acked is not None:
-            self.acked = {k: {w: set(v) for w, v in m.items()} for k, m in acked.items()}
+            self.acked = {}
+            for shard, workers in acked.items():
+                for worker, seqs in workers.items():
+                    _add(self.acked, shard, worker, seqs)
         self._pending = {}
         if self.path is None:
             return
@@ -82,12 +85,16 @@ class AckLog:
                 continue  # cut short by a crash
             for shard, workers in entry.items():
                 for worker, seqs in workers.items():
-                    log.acked.setdefault(int(shard), {}).setdefault(worker, set()).update(seqs)
+                    _add(log.acked, shard, worker, seqs)
         return log
 
     def as_json(self) -> dict[str, dict[str, list[int]]]:
         """The whole record, for a snapshot."""
         return _plain(self.acked)
+
+
+def _add(acked: Acked, shard: Any, worker: str, seqs: Iterable[int]) -> None:
+    acked.setdefault(int(shard), {}).setdefault(worker, set()).update(seqs)
 
 
 def _plain(acked: Acked) -> dict[str, dict[str, list[int]]]:

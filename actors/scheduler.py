@@ -272,8 +272,7 @@ class Scheduler(Actor):
         self.primaries, self.backups = state["primaries"], state["backups"]
         self.map_version = state["map_version"]
         if "acked" in state:  # a snapshot's
-            self._acks.rewrite({int(k): {w: set(v) for w, v in m.items()}
-                                for k, m in state["acked"].items()})  # fmt: skip
+            self._acks.rewrite(state["acked"])
         else:
             self._acks = AckLog.load(self._ack_file)
         self.ctx.log.warning("scheduler_restored", clocks=self.clocks, done=sorted(self._done))
