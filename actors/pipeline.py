@@ -101,6 +101,7 @@ class Pipeline(Actor):
     _last_print: float = attrs.field(init=False, default=0.0)
     _metrics: Any = attrs.field(init=False, default=None)
     _failure: str | None = attrs.field(init=False, default=None)
+    _shards_seen: set[str] = attrs.field(init=False, factory=set)
 
     @property
     def run_dir(self) -> Path:
@@ -137,9 +138,15 @@ class Pipeline(Actor):
 
     @handler
     async def shard_hello(self, msg: ShardHello) -> ShardRole:
-        """Every shard of a pipeline is the primary of its slice (no replication)."""
-        if self._start:
+        """Every shard of a pipeline is the primary of its slice (no replication).
+
+        A shard says hello once per start: a second hello after training began is a
+        restart that lost its slice. A first one may come after training began (a
+        slow start; the stages wait for it): its tables are the seed's, untouched.
+        """
+        if msg.name in self._shards_seen and self._start:
             self._fail(f"shard {msg.name} restarted: its slice of the tables was lost")
+        self._shards_seen.add(msg.name)
         return ShardRole("primary", msg.index, None, None)
 
     def _fail(self, why: str) -> None:
