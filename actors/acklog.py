@@ -62,9 +62,7 @@ class AckLog:
         run directory, or one resumed from a snapshot."""
         if acked is not None:
             self.acked = {}
-            for shard, workers in acked.items():
-                for worker, seqs in workers.items():
-                    _add(self.acked, shard, worker, seqs)
+            _merge(self.acked, acked)
         self._pending = {}
         if self.path is None:
             return
@@ -83,9 +81,7 @@ class AckLog:
                 entry = json.loads(text)
             except ValueError:
                 continue  # cut short by a crash
-            for shard, workers in entry.items():
-                for worker, seqs in workers.items():
-                    _add(log.acked, shard, worker, seqs)
+            _merge(log.acked, entry)
         return log
 
     def as_json(self) -> dict[str, dict[str, list[int]]]:
@@ -95,6 +91,12 @@ class AckLog:
 
 def _add(acked: Acked, shard: Any, worker: str, seqs: Iterable[int]) -> None:
     acked.setdefault(int(shard), {}).setdefault(worker, set()).update(seqs)
+
+
+def _merge(acked: Acked, record: Mapping[Any, Mapping[str, Iterable[int]]]) -> None:
+    for shard, workers in record.items():
+        for worker, seqs in workers.items():
+            _add(acked, shard, worker, seqs)
 
 
 def _plain(acked: Acked) -> dict[str, dict[str, list[int]]]:
