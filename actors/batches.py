@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numba
 import numpy as np
 
 from actorml.models.base import Model
@@ -44,7 +45,34 @@ def union_rows(batches: Sequence[Mapping[str, np.ndarray | None]]) -> dict[str, 
         if any(p is None for p in parts):
             out[name] = None
         else:
-            out[name] = np.unique(np.concatenate(parts))  # type: ignore[arg-type]
+            out[name] = _sorted_distinct(np.concatenate(parts))  # type: ignore[arg-type]
+    return out
+
+
+def _sorted_distinct(ids: np.ndarray) -> np.ndarray:
+    """The distinct values of ``ids``, sorted: one sort and one pass (numpy 2's
+    ``np.unique`` hashes instead, 20 times slower on a clock's 40k row ids)."""
+    ids = np.sort(ids)
+    if ids.size < 2:
+        return ids
+    keep = np.empty(ids.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=keep[1:])
+    return ids[keep]
+
+
+@numba.njit(nogil=True, cache=True)
+def _positions(ids: np.ndarray, union: np.ndarray) -> np.ndarray:  # pragma: no cover (numba)
+    """The position in sorted ``union`` of each of sorted ``ids`` (all present): one
+    merge pass, O(len(ids) + len(union)), where a binary search per id costs a log."""
+    out = np.empty(ids.size, dtype=np.int64)
+    j = 0
+    for i in range(ids.size):
+        while j < union.size and union[j] < ids[i]:
+            j += 1
+        if j == union.size or union[j] != ids[i]:
+            raise ValueError("a batch reads a row missing from the clock's rows")
+        out[i] = j
     return out
 
 
@@ -61,35 +89,43 @@ def coalesced_gradient(
 
     Work is proportional to the rows the batches read (scatter-adds into the union).
     """
+    if len(batches) == 1:  # its rows are the clock's rows
+        batch_rows, X_local, y = batches[0]
+        params = {name: _rows_of(values[name], ids, None, compact)
+                  for name, ids in batch_rows.items()}  # fmt: skip
+        return model.gradient(params, X_local, y)
     total_loss, total_rows = 0.0, 0
     summed: dict[str, np.ndarray] = {}
     for batch_rows, X_local, y in batches:
-        params = {name: _rows_of(values[name], ids, rows[name], compact)
+        # Where the batch's rows sit among the clock's (None: the whole table).
+        where = {name: None if ids is None or rows[name] is None
+                 else _positions(ids, rows[name])
+                 for name, ids in batch_rows.items()}  # fmt: skip
+        params = {name: _rows_of(values[name], ids, where[name], compact)
                   for name, ids in batch_rows.items()}  # fmt: skip
         loss, grads = model.gradient(params, X_local, y)
         total_loss += loss * y.shape[0]
         total_rows += y.shape[0]
-        if len(batches) == 1:
-            return loss, grads
         for name, grad in grads.items():
-            ids, union = batch_rows[name], rows[name]
+            union, at = rows[name], where[name]
             if name not in summed:
                 width = grad.shape[1]
                 summed[name] = np.zeros((values[name].shape[0] if union is None else union.size,
                                          width))  # fmt: skip
-            if ids is None or union is None:
+            if at is None:
                 summed[name] += grad
             else:
-                summed[name][np.searchsorted(union, ids)] += grad  # ids: distinct
+                summed[name][at] += grad  # a batch's ids are distinct
     return total_loss / max(total_rows, 1), summed
 
 
 def _rows_of(
-    table: np.ndarray, ids: np.ndarray | None, union: np.ndarray | None, compact: bool
+    table: np.ndarray, ids: np.ndarray | None, at: np.ndarray | None, compact: bool
 ) -> np.ndarray:
-    """A batch's rows ``ids`` of a table held whole, or (``compact``) as rows ``union``."""
+    """A batch's rows ``ids`` of a table held whole, or (``compact``) held as the
+    clock's rows, where the batch's sit at positions ``at`` (None: all of them)."""
     if ids is None:
         return table
     if not compact:
         return table[ids]
-    return table if ids is union else table[np.searchsorted(union, ids)]  # type: ignore[arg-type]
+    return table if at is None else table[at]

@@ -221,17 +221,20 @@ class Worker(Actor):
         # next one, or with overlap the one after (the next reads while it is in flight).
         lead = 2 if overlap else 1
         current: Repartition | None = None
-        prepared: dict[int, list[Batch]] = {}
+        # clock -> its localised mini-batches and the union of the rows they read
+        prepared: dict[int, tuple[list[Batch], dict[str, np.ndarray | None]]] = {}
         orders: dict[int, np.ndarray] = {}  # epoch -> its order of the partition's rows
         self.ctx.log.info("worker_started", part=job.part, of=job.n_parts, clock=clock)
 
-        def batches_of(at: int) -> list[Batch]:
-            """Clock ``at``'s mini-batches, localised (the epoch's order drawn once)."""
+        def batches_of(at: int) -> tuple[list[Batch], dict[str, np.ndarray | None]]:
+            """Clock ``at``'s mini-batches, localised (the epoch's order drawn once),
+            and the rows they read."""
             assert current is not None
             epoch, step = divmod(at, current.clocks_per_epoch)
             while epoch not in orders:  # drawn in epoch order: one sequence per partition
                 orders[max(orders, default=epoch - 1) + 1] = rng.permutation(y.shape[0])
-            return _localized(model, X, y, clock_batches(orders[epoch], step, batch, k))
+            local = _localized(model, X, y, clock_batches(orders[epoch], step, batch, k))
+            return local, union_rows([b[0] for b in local])
 
         async with trio.open_nursery() as nursery:
             in_flight: trio.Event | None = None
@@ -252,7 +255,7 @@ class Worker(Actor):
                 upcoming: dict[str, np.ndarray | None] = {}
                 if clock + lead < end:
                     prepared[clock + lead] = ahead = batches_of(clock + lead)
-                    upcoming = union_rows([b[0] for b in ahead])
+                    upcoming = ahead[1]
                 for old in [c for c in orders if c < clock // current.clocks_per_epoch]:
                     del orders[old]
                 done = await self._compute(model, clock, local, me, inc)
@@ -272,7 +275,12 @@ class Worker(Actor):
             await self.ctx.tell(self.scheduler, done_msg)
 
     async def _compute(
-        self, model: Model, clock: int, batches: list[Batch], me: str, inc: int
+        self,
+        model: Model,
+        clock: int,
+        local: tuple[list[Batch], dict[str, np.ndarray | None]],
+        me: str,
+        inc: int,
     ) -> _Computed:
         """Clock ``clock`` up to its gradients: pass the gate, pull the rows the cache
         cannot serve fresh enough, and take the coalesced gradient of its mini-batches
@@ -280,7 +288,7 @@ class Worker(Actor):
         assert self._cache is not None and self._map is not None
         began = time.perf_counter()
         ok = await self._gate_open(clock, me, inc)
-        rows = union_rows([b[0] for b in batches])
+        batches, rows = local
         direct = await self._read_direct(rows)
         if direct is None:
             await self._pull_stale(rows, ok)

@@ -47,3 +47,16 @@ class TestBatches:
         np.testing.assert_allclose(grads["w"], expected_w[rows["w"]])
         np.testing.assert_allclose(grads["b"], expected_b)
         assert loss == sum(losses) / 21
+        # Read as a worker reads a segment: only the clock's rows, in their order.
+        compact = {"w": params["w"][rows["w"]], "b": params["b"]}
+        loss_c, grads_c = coalesced_gradient(model, compact, batches, rows, compact=True)
+        np.testing.assert_allclose(grads_c["w"], expected_w[rows["w"]])
+        np.testing.assert_allclose(grads_c["b"], expected_b)
+        assert loss_c == loss
+
+    def test_the_rows_of_a_clock_are_the_sorted_union_of_its_batches(self) -> None:
+        rng = np.random.default_rng(2)
+        parts = [np.unique(rng.integers(0, 1000, size=n)) for n in (300, 1, 0, 500)]
+        rows = union_rows([{"w": p, "b": None} for p in parts])
+        np.testing.assert_array_equal(rows["w"], np.unique(np.concatenate(parts)))
+        assert rows["b"] is None

@@ -67,7 +67,7 @@ class TestTrainingBenchmarks:
         jobs beside one process, their clock overheads, cycles/s beside raw pynng, and
         the dense job's time to the one-process accuracy, start-up included."""
         data = _run("throughput", tmp_path, ipc_dir)
-        jobs = ("", "_dense", "_dense_k4", "_dense_overlap", "_sparse")
+        jobs = ("", "_dense", "_dense_k4", "_dense_k8_overlap", "_sparse", "_sparse_k8_overlap")
         assert set(data["figures"]) == {
             *(
                 f"{figure}_{kind}{job}"
