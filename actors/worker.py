@@ -254,18 +254,24 @@ class Worker(Actor):
                     local = batches_of(clock)
                 upcoming: dict[str, np.ndarray | None] = {}
                 if clock + lead < end:
-                    prepared[clock + lead] = ahead = batches_of(clock + lead)
+                    ahead = prepared.get(clock + lead)
+                    if ahead is None:
+                        prepared[clock + lead] = ahead = batches_of(clock + lead)
                     upcoming = ahead[1]
                 for old in [c for c in orders if c < clock // current.clocks_per_epoch]:
                     del orders[old]
                 done = await self._compute(model, clock, local, me, inc)
                 if in_flight is not None:
                     await in_flight.wait()  # pushes leave in clock order, ticks too
-                if overlap:
-                    in_flight = trio.Event()
-                    nursery.start_soon(self._finish, done, me, inc, upcoming, in_flight)
-                else:
-                    await self._finish(done, me, inc, upcoming)
+                in_flight, sending = trio.Event(), trio.Event()
+                nursery.start_soon(self._finish, done, me, inc, upcoming, in_flight, sending)
+                await sending.wait()  # the push leaves before this task computes on
+                # While it is in flight, localise a later clock's batches: they need
+                # nothing from the push, and the answer waits in the socket meanwhile.
+                if clock + 1 + lead < end and clock + 1 + lead not in prepared:
+                    prepared[clock + 1 + lead] = batches_of(clock + 1 + lead)
+                if not overlap:
+                    await in_flight.wait()
                 clock += 1
         done_msg = Done(me, clock)
         if self._reports_ride:
@@ -331,16 +337,35 @@ class Worker(Actor):
         me: str,
         inc: int,
         upcoming: dict[str, np.ndarray | None],
-        finished: trio.Event | None = None,
+        finished: trio.Event,
+        sending: trio.Event,
     ) -> None:
         """Push a computed clock's gradients (one push per shard, each also asking for
         ``upcoming``, the rows a later clock will read, so that clock rarely needs a
         pull round trip of its own) and, once every shard acknowledged, tick the
-        protocol to ``clock + 1`` with the progress report riding on the tick."""
+        protocol to ``clock + 1`` with the progress report riding on the tick.
+
+        ``sending`` is set once the pushes are on their way (at the latest when this
+        returns), ``finished`` when the tick is.
+        """
+        try:
+            await self._push_and_tick(done, me, inc, upcoming, sending)
+        finally:
+            sending.set()
+        finished.set()
+
+    async def _push_and_tick(
+        self,
+        done: _Computed,
+        me: str,
+        inc: int,
+        upcoming: dict[str, np.ndarray | None],
+        sending: trio.Event,
+    ) -> None:
         assert self._cache is not None
         clock = done.clock
         before = len(self.acked)
-        await self._push(clock, done.rows, done.grads, done.ok, me, inc, upcoming)
+        await self._push(clock, done.rows, done.grads, done.ok, me, inc, upcoming, sending)
         acked: dict[str, list[int]] = {}
         for shard, seq in self.acked[before:]:
             acked.setdefault(str(shard), []).append(seq)
@@ -356,8 +381,6 @@ class Worker(Actor):
             await self.ctx.tell(self.scheduler, progress)
         if clock % 64 == 0:
             self._cache.prune()
-        if finished is not None:
-            finished.set()
 
     async def _ask_through_failures(
         self, target: str, msg: object, timeout: float | None = None
@@ -531,6 +554,7 @@ class Worker(Actor):
         me: str,
         inc: int,
         upcoming: dict[str, np.ndarray | None],
+        sending: trio.Event,
     ) -> None:
         assert self._cache is not None and self._map is not None
         cache, tmap = self._cache, self._map
@@ -555,6 +579,9 @@ class Worker(Actor):
                 me, inc, self._seq, clock, tables, parts, pieces,
                 want_tables if echo else [], want_rows if echo else [], echo=echo,
             )  # fmt: skip
+            # Set just before the frame is handed to nng: the waiting task runs again
+            # only once this one yields, after its send.
+            sending.set()
             ack: PushAck = await self._ask_shard(shard, msg)  # a retry resends the same seq
             self.acked.append((shard, msg.seq))
             if not echo:
