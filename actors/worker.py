@@ -554,8 +554,11 @@ class Worker(Actor):
         me: str,
         inc: int,
         upcoming: dict[str, np.ndarray | None],
-        sending: trio.Event,
+        sending: trio.Event | None = None,
     ) -> None:
+        """Push gradients ``grads`` of ``rows`` stamped ``clock`` (one push per shard,
+        each also asking for ``upcoming``) and take in the answers; ``sending`` is set
+        as the first push is handed to the transport."""
         assert self._cache is not None and self._map is not None
         cache, tmap = self._cache, self._map
         wanted: dict[int, tuple[list[str], list[np.ndarray | None]]] = {}
@@ -581,7 +584,8 @@ class Worker(Actor):
             )  # fmt: skip
             # Set just before the frame is handed to nng: the waiting task runs again
             # only once this one yields, after its send.
-            sending.set()
+            if sending is not None:
+                sending.set()
             ack: PushAck = await self._ask_shard(shard, msg)  # a retry resends the same seq
             self.acked.append((shard, msg.seq))
             if not echo:
