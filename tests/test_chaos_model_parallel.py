@@ -7,7 +7,6 @@ push lost or applied twice.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import trio
 
 from actorml import Topology, open_cluster
 
-from .test_chaos import check_audit, kill_and_wait
+from .test_chaos import check_audit, kill_and_wait, progressed
 from .test_model_parallel import sklearn_lasso
 
 pytestmark = pytest.mark.slow
@@ -46,19 +45,6 @@ VICTIMS = ["worker-1", "worker-2"]
 KILL_AT_ROUNDS = (30, 90)
 
 
-async def round_reached(run_dir: Path, at_least: int) -> None:
-    """Wait until the scheduler's saved state (written every 0.5 s) has reached round
-    ``at_least``."""
-    state = run_dir / "scheduler_state.json"
-    while True:
-        try:
-            if json.loads(state.read_text()).get("round", -1) >= at_least:
-                return
-        except (FileNotFoundError, json.JSONDecodeError):
-            pass  # not written yet (it is replaced whole, never half written)
-        await trio.sleep(0.05)
-
-
 class TestModelParallelChaos:
     async def test_killed_workers_cost_a_reschedule_not_the_job(self, tmp_path: Path) -> None:
         """Two workers SIGKILLed mid-job: their blocks are planned again, they rejoin, and
@@ -66,7 +52,7 @@ class TestModelParallelChaos:
         async with open_cluster(lasso(tmp_path)) as cluster:
             for victim, at in zip(VICTIMS, KILL_AT_ROUNDS, strict=True):
                 with trio.fail_after(120):
-                    await round_reached(cluster.run_dir, at)
+                    await progressed(cluster.run_dir, lambda s, at=at: s["round"] >= at)
                     await kill_and_wait(cluster, victim)
             with trio.fail_after(300):
                 result = await cluster.wait()
