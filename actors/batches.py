@@ -19,7 +19,7 @@ import numpy as np
 
 from actorml.models.base import Model
 
-__all__ = ["Batch", "clock_batches", "coalesced_gradient", "union_rows"]
+__all__ = ["Batch", "clock_batches", "coalesced_gradient", "positions", "union_rows"]
 
 Batch = tuple[dict[str, np.ndarray | None], Any, np.ndarray]
 """One localised mini-batch: (rows per table, batch with renumbered columns, labels)."""
@@ -62,7 +62,7 @@ def _sorted_distinct(ids: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(nogil=True, cache=True)
-def _positions(ids: np.ndarray, union: np.ndarray) -> np.ndarray:  # pragma: no cover (numba)
+def positions(ids: np.ndarray, union: np.ndarray) -> np.ndarray:  # pragma: no cover (numba)
     """The position in sorted ``union`` of each of sorted ``ids`` (all present): one
     merge pass, O(len(ids) + len(union)), where a binary search per id costs a log."""
     out = np.empty(ids.size, dtype=np.int64)
@@ -99,7 +99,7 @@ def coalesced_gradient(
     for batch_rows, X_local, y in batches:
         # Where the batch's rows sit among the clock's (None: the whole table).
         where = {name: None if ids is None or rows[name] is None
-                 else _positions(ids, rows[name])
+                 else positions(ids, rows[name])
                  for name, ids in batch_rows.items()}  # fmt: skip
         params = {name: _rows_of(values[name], ids, where[name], compact)
                   for name, ids in batch_rows.items()}  # fmt: skip

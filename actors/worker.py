@@ -55,7 +55,7 @@ from actorml.protocols.contract import (
 )
 from actorml.shm import SegmentBusy, SegmentUnavailable, SharedReader, same_host
 
-from .batches import Batch, clock_batches, coalesced_gradient, union_rows
+from .batches import Batch, clock_batches, coalesced_gradient, positions, union_rows
 from .cache import RowCache, meet
 from .config import build_model, build_table_map
 from .messages import (
@@ -236,6 +236,12 @@ class Worker(Actor):
             local = _localized(model, X, y, clock_batches(orders[epoch], step, batch, k))
             return local, union_rows([b[0] for b in local])
 
+        def prepare(at: int) -> tuple[list[Batch], dict[str, np.ndarray | None]]:
+            """Clock ``at``'s batches, localised now unless already prepared."""
+            if at not in prepared:
+                prepared[at] = batches_of(at)
+            return prepared[at]
+
         async with trio.open_nursery() as nursery:
             in_flight: trio.Event | None = None
             while clock < end and not self.stopped:
@@ -249,15 +255,8 @@ class Worker(Actor):
                         rows=y.shape[0], mapped=mapped, digest=_digest(X, y),
                     )  # fmt: skip
                     rng = np.random.default_rng(layout.seed * 7919 + current.part)
-                local = prepared.pop(clock, None)
-                if local is None:
-                    local = batches_of(clock)
-                upcoming: dict[str, np.ndarray | None] = {}
-                if clock + lead < end:
-                    ahead = prepared.get(clock + lead)
-                    if ahead is None:
-                        prepared[clock + lead] = ahead = batches_of(clock + lead)
-                    upcoming = ahead[1]
+                local = prepared.pop(clock, None) or batches_of(clock)
+                upcoming = prepare(clock + lead)[1] if clock + lead < end else {}
                 for old in [c for c in orders if c < clock // current.clocks_per_epoch]:
                     del orders[old]
                 done = await self._compute(model, clock, local, me, inc)
@@ -268,8 +267,8 @@ class Worker(Actor):
                 await sending.wait()  # the push leaves before this task computes on
                 # While it is in flight, localise a later clock's batches: they need
                 # nothing from the push, and the answer waits in the socket meanwhile.
-                if clock + 1 + lead < end and clock + 1 + lead not in prepared:
-                    prepared[clock + 1 + lead] = batches_of(clock + 1 + lead)
+                if clock + 1 + lead < end:
+                    prepare(clock + 1 + lead)
                 if not overlap:
                     await in_flight.wait()
                 clock += 1
@@ -345,23 +344,9 @@ class Worker(Actor):
         pull round trip of its own) and, once every shard acknowledged, tick the
         protocol to ``clock + 1`` with the progress report riding on the tick.
 
-        ``sending`` is set once the pushes are on their way (at the latest when this
-        returns), ``finished`` when the tick is.
+        ``sending`` is set once the pushes are on their way, ``finished`` when the tick
+        is.
         """
-        try:
-            await self._push_and_tick(done, me, inc, upcoming, sending)
-        finally:
-            sending.set()
-        finished.set()
-
-    async def _push_and_tick(
-        self,
-        done: _Computed,
-        me: str,
-        inc: int,
-        upcoming: dict[str, np.ndarray | None],
-        sending: trio.Event,
-    ) -> None:
         assert self._cache is not None
         clock = done.clock
         before = len(self.acked)
@@ -381,6 +366,7 @@ class Worker(Actor):
             await self.ctx.tell(self.scheduler, progress)
         if clock % 64 == 0:
             self._cache.prune()
+        finished.set()
 
     async def _ask_through_failures(
         self, target: str, msg: object, timeout: float | None = None
@@ -518,7 +504,7 @@ class Worker(Actor):
         for answer in answers:
             for name, got, values in zip(answer.tables, answer.rows, answer.values, strict=True):
                 ids = rows[name]
-                out[name][got if ids is None else np.searchsorted(ids, got)] = values
+                out[name][got if ids is None else positions(got, ids)] = values
         return out, seen
 
     async def _pull_stale(self, rows: dict[str, np.ndarray | None], ok: ReadOk) -> None:
@@ -558,7 +544,7 @@ class Worker(Actor):
     ) -> None:
         """Push gradients ``grads`` of ``rows`` stamped ``clock`` (one push per shard,
         each also asking for ``upcoming``) and take in the answers; ``sending`` is set
-        as the first push is handed to the transport."""
+        as the first push is handed to the transport (at the latest on return)."""
         assert self._cache is not None and self._map is not None
         cache, tmap = self._cache, self._map
         wanted: dict[int, tuple[list[str], list[np.ndarray | None]]] = {}
@@ -601,7 +587,11 @@ class Worker(Actor):
             else:
                 cache.store(answer, ok.min_clock)
 
-        await _all(push(k, *v) for k, v in outgoing.items())
+        try:
+            await _all(push(k, *v) for k, v in outgoing.items())
+        finally:
+            if sending is not None:
+                sending.set()
 
 
 _SHARD_FAULTS = (ActorGone, AskTimeout)

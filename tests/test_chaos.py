@@ -61,17 +61,18 @@ async def kill_and_wait(cluster: Cluster, node: str) -> None:
         await trio.sleep(0.05)
 
 
-async def progressed(run_dir: Path, done: Callable[[dict[str, Any]], bool]) -> None:
+async def progressed(run_dir: Path, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """Wait until the scheduler's saved state (``scheduler_state.json``, replaced whole
-    at most every 0.5 s) satisfies ``done``: kills land at a point of the job, however
-    fast the machine runs it."""
-    state = run_dir / "scheduler_state.json"
+    at most every 0.5 s) satisfies ``done``, and return it: kills land at a point of the
+    job, however fast the machine runs it."""
+    path = run_dir / "scheduler_state.json"
     while True:
         try:
-            if done(json.loads(state.read_text())):
-                return
+            state: dict[str, Any] = json.loads(path.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
-            pass  # not written yet
+            state = {}  # not written yet
+        if state and done(state):
+            return state
         await trio.sleep(0.05)
 
 
@@ -93,7 +94,7 @@ async def run(
         for victim in victims:
             with trio.fail_after(120):
                 await kill_and_wait(cluster, victim)
-                at = json.loads((cluster.run_dir / "scheduler_state.json").read_text())
+                at = await progressed(cluster.run_dir, lambda s: True)
                 goal = at["samples"] + BETWEEN_KILLS_SAMPLES
                 await progressed(cluster.run_dir, lambda s, goal=goal: s["samples"] >= goal)
         with trio.fail_after(240):
